@@ -1,0 +1,43 @@
+//! The channel-agnostic front desk of AgenticAI.
+//!
+//! Identity and onboarding (org bootstrap, users, tokens, invites and link codes), and the task
+//! operations people ask for (create, read, list, cancel). The HTTP API and the Telegram adapter
+//! both call these functions, so each rule — who may see a task, who may create a user, what a
+//! valid task looks like — has exactly one home.
+
+mod error;
+mod identity;
+mod page;
+mod tasks;
+
+pub use error::{CoordError, Result};
+pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
+pub use page::Page;
+pub use tasks::{NewTask, TaskQuery};
+
+use store::Db;
+use store::bus::Bus;
+
+/// The front desk: cheap to clone, shared by every channel.
+#[derive(Clone, Debug)]
+pub struct Coordinator {
+    db: Db,
+    bus: Bus,
+}
+
+impl Coordinator {
+    /// A coordinator over the given database and bus.
+    pub fn new(db: Db, bus: Bus) -> Coordinator {
+        Coordinator { db, bus }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+}

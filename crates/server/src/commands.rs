@@ -1,0 +1,114 @@
+//! The one-shot CLI commands (everything but `serve`): each opens the shared services, does one
+//! thing through the coordinator, and prints one JSON line.
+
+use std::process::ExitCode;
+
+use coordinator::{Actor, CoordError};
+
+use crate::cli::{InviteCreate, OrgInit, TokenCreate, UserCreate};
+use crate::config::Settings;
+use crate::http::code_json;
+use crate::services;
+
+/// A failed command: the message for stderr and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<CoordError> for Failure {
+    fn from(e: CoordError) -> Self {
+        Failure {
+            message: match e {
+                CoordError::Internal(detail) => format!("internal error: {detail}"),
+                other => other.to_string(),
+            },
+            code: 1,
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<ExitCode, Failure> {
+    println!("{value}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agenticai migrate`.
+pub async fn migrate(settings: &Settings) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    services.db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agenticai org init`.
+pub async fn org_init(settings: &Settings, args: &OrgInit) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    let init = services.coord.init_org(&args.name, &args.admin).await?;
+    services.db.close().await;
+    print_json(&serde_json::to_value(&init).map_err(|e| e.to_string())?)
+}
+
+/// `agenticai invite create`.
+pub async fn invite_create(settings: &Settings, args: &InviteCreate) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    let (code, role) = match &args.user {
+        Some(user_id) => {
+            services
+                .coord
+                .create_link_code(Actor::Operator, user_id, args.ttl)
+                .await?
+        }
+        None => {
+            let role = args.role_or_default();
+            let code = services
+                .coord
+                .create_invite(Actor::Operator, role, args.ttl)
+                .await?;
+            (code, role)
+        }
+    };
+    services.db.close().await;
+    print_json(&code_json(&code, role))
+}
+
+/// `agenticai user create`.
+pub async fn user_create(settings: &Settings, args: &UserCreate) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    let (user, token) = services
+        .coord
+        .create_user(Actor::Operator, &args.name, args.role)
+        .await?;
+    services.db.close().await;
+    print_json(&serde_json::json!({
+        "user_id": user.user_id,
+        "role": user.role,
+        "token": token.token,
+    }))
+}
+
+/// `agenticai token create`.
+pub async fn token_create(settings: &Settings, args: &TokenCreate) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    let token = services
+        .coord
+        .create_token(Actor::Operator, &args.user, args.ttl)
+        .await?;
+    services.db.close().await;
+    print_json(&serde_json::json!({"token": token.token, "expires_at": token.expires_at}))
+}
+
+/// A contract command whose capability arrives in a later wave: a clear refusal, exit 2.
+pub fn not_yet(command: &str, arrives_with: &str) -> Result<ExitCode, Failure> {
+    Err(Failure {
+        message: format!(
+            "`agenticai {command}` is not available in this version yet; it arrives with {arrives_with}"
+        ),
+        code: 2,
+    })
+}

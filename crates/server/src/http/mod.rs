@@ -1,0 +1,92 @@
+//! The HTTP API (CONTRACT.md "HTTP API"): routes, shared state and the middleware every request
+//! passes through (body limit, request id, tracing, metrics).
+
+mod error;
+mod extract;
+mod health;
+mod metrics;
+mod openapi;
+mod tasks;
+mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, patch, post};
+use coordinator::Coordinator;
+use metrics_exporter_prometheus::PrometheusHandle;
+use store::objects::Objects;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use metrics::recorder;
+pub use users::code_json;
+
+use crate::config::{Feature, Features};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub coord: Coordinator,
+    pub objects: Objects,
+    pub features: Features,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// 403 `feature_disabled` unless `feature` is on.
+    pub fn require(&self, feature: Feature) -> Result<(), ApiError> {
+        if self.features.enabled(feature) {
+            Ok(())
+        } else {
+            Err(ApiError::feature_disabled(feature.as_str()))
+        }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{task_id}", get(tasks::get))
+        .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel))
+        .route("/v1/users", get(users::list))
+        .route("/v1/users/{user_id}", patch(users::patch))
+        .route("/v1/invites", post(users::create_invite))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}

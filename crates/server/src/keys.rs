@@ -1,0 +1,118 @@
+//! The deployment's key files: the master key (encrypts stored secrets) and the audit signing
+//! key (an ed25519 seed that signs audit checkpoints). Both are 32 random bytes, stored hex-encoded
+//! in files only the owner can read, created on first start.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// A 32-byte key read from (or created in) a file.
+pub struct KeyFile {
+    bytes: [u8; 32],
+}
+
+impl KeyFile {
+    /// The key's bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyFile([redacted])")
+    }
+}
+
+/// Reads the key in `path`, creating it (mode 0600, its directory 0700) when missing. Refuses a
+/// key file that other users could read, and one that is not 64 hex characters.
+pub fn load_or_create(path: &Path, what: &str) -> Result<KeyFile, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create directory {} for the {what}: {e}",
+                dir.display()
+            )
+        })?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the {what}: {e}"))?;
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write the {what} to {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "created the {what}");
+            Ok(KeyFile { bytes })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path, what),
+        Err(e) => Err(format!(
+            "cannot create the {what} at {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<KeyFile, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the {what} at {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "the {what} at {} can be read by other users; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the {what} at {}: {e}", path.display()))?;
+    let text = text.trim();
+    let mut bytes = [0u8; 32];
+    if hex::decode_to_slice(text, &mut bytes).is_err() {
+        return Err(format!(
+            "the {what} at {} is not 64 hex characters; restore it from backup",
+            path.display()
+        ));
+    }
+    Ok(KeyFile { bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_reads_the_same_key_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/master.key");
+        let a = load_or_create(&path, "master key").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = load_or_create(&path, "master key").unwrap();
+        assert_eq!(a.bytes(), b.bytes());
+    }
+
+    #[test]
+    fn refuses_readable_or_malformed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        load_or_create(&path, "key").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            load_or_create(&path, "key")
+                .unwrap_err()
+                .contains("chmod 600")
+        );
+        std::fs::write(&path, "zz").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_or_create(&path, "key").unwrap_err().contains("64 hex"));
+    }
+}

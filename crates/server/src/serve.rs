@@ -1,0 +1,79 @@
+//! `agenticai serve`: every role in one process. Today that is the HTTP API over the
+//! coordinator; the Telegram ingress and the execution manager join it in later waves.
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::services;
+
+/// Runs until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish within the
+/// grace period, and closes the database.
+pub async fn run(settings: &Settings) -> Result<(), String> {
+    let services = services::open(settings).await?;
+    let metrics = http::recorder().map_err(|e| format!("metrics: {e}"))?;
+    let state = AppState {
+        coord: services.coord.clone(),
+        objects: services.objects.clone(),
+        features: settings.features,
+        metrics,
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    tracing::info!(
+        address = %local,
+        database = ?services.db.dialect(),
+        bus = services.bus.kind(),
+        objects = %services.objects.describe(),
+        "agenticai is serving"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown({
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    });
+    let server = tokio::spawn(server.into_future());
+    shutdown_signal().await;
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(settings.shutdown_grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("grace period over; dropping remaining connections"),
+    }
+    services.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

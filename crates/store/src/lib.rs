@@ -1,0 +1,23 @@
+//! Persistence for AgenticAI.
+//!
+//! The database (SQLite by default, Postgres for scale) is the source of truth for work; the bus
+//! (in-process by default, Redis Streams when configured) carries wake-ups and progress events;
+//! the object store (local filesystem by default, S3 when configured) keeps checkpoints and
+//! artifacts. The same code serves both backends of each.
+
+pub mod bus;
+pub mod objects;
+
+pub mod audit;
+mod db;
+pub mod environments;
+mod error;
+pub mod invites;
+mod migrate;
+pub mod org;
+mod rows;
+pub mod tasks;
+pub mod users;
+
+pub use db::{Db, Dialect, Tx};
+pub use error::{Result, StoreError};

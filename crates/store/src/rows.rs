@@ -1,0 +1,61 @@
+//! Small conversions between database columns and domain values, in one place.
+
+use std::str::FromStr;
+
+use domain::{Id, IdKind, Timestamp};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{Result, StoreError};
+
+/// A fresh random id; fails only when the OS has no randomness.
+pub(crate) fn fresh_id(kind: IdKind) -> Result<Id> {
+    Id::generate(kind).map_err(|e| StoreError::Other(format!("no randomness available: {e}")))
+}
+
+/// A column holding an id.
+pub(crate) fn id(row: &AnyRow, col: &str) -> Result<Id> {
+    let s: String = row.try_get(col)?;
+    Id::parse(&s).map_err(|e| StoreError::corrupt(format!("{col}: {e}")))
+}
+
+/// A nullable column holding an id.
+pub(crate) fn opt_id(row: &AnyRow, col: &str) -> Result<Option<Id>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Id::parse(&s).map_err(|e| StoreError::corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+/// A column holding a wire-named enum.
+pub(crate) fn parsed<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    s.parse()
+        .map_err(|e: String| StoreError::corrupt(format!("{col}: {e}")))
+}
+
+/// A nullable column holding a wire-named enum.
+pub(crate) fn opt_parsed<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|e: String| StoreError::corrupt(format!("{col}: {e}")))
+    })
+    .transpose()
+}
+
+/// A column holding milliseconds since the epoch.
+pub(crate) fn time(row: &AnyRow, col: &str) -> Result<Timestamp> {
+    Ok(Timestamp::from_millis(row.try_get(col)?))
+}
+
+/// A nullable time column.
+pub(crate) fn opt_time(row: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
+    let v: Option<i64> = row.try_get(col)?;
+    Ok(v.map(Timestamp::from_millis))
+}
+
+/// A 0/1 flag column.
+pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool> {
+    let v: i64 = row.try_get(col)?;
+    Ok(v != 0)
+}

@@ -1,0 +1,395 @@
+//! Tasks: the source of truth for work, and the work queue.
+//!
+//! Every status change goes through [`set_status`], which asks the domain state machine first and
+//! then updates only if the row still has the status it was read with, so two processes racing on
+//! one task can never produce an illegal transition. Workers take QUEUED tasks with [`claim`]: a
+//! lease with an expiry, so a dead worker's task is found again by [`expired_leases`].
+
+use std::time::Duration;
+
+use domain::{
+    Id, RiskTier, Task, TaskError, TaskKind, TaskResult, TaskStatus, Timestamp, TransitionError,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::{self, NewAuditEvent};
+use crate::db::{Db, Dialect, Tx};
+use crate::error::{Result, StoreError};
+use crate::rows;
+
+macro_rules! task_columns {
+    () => {
+        "task_id, user_id, kind, input, environment, status, risk_tier,
+    approval_id, result_exit_code, result_output, result_truncated, error_code, error_message,
+    created_at, updated_at"
+    };
+}
+
+fn row_to_task(row: &AnyRow) -> Result<Task> {
+    let exit_code: Option<i64> = row.try_get("result_exit_code")?;
+    let result = match exit_code {
+        Some(code) => Some(TaskResult {
+            exit_code: i32::try_from(code).map_err(StoreError::corrupt)?,
+            output: row
+                .try_get::<Option<String>, _>("result_output")?
+                .unwrap_or_default(),
+            truncated: row
+                .try_get::<Option<i64>, _>("result_truncated")?
+                .unwrap_or(0)
+                != 0,
+        }),
+        None => None,
+    };
+    let error_code: Option<String> = row.try_get("error_code")?;
+    let error = match error_code {
+        Some(code) => Some(TaskError {
+            code,
+            message: row
+                .try_get::<Option<String>, _>("error_message")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(Task {
+        task_id: rows::id(row, "task_id")?,
+        user_id: rows::id(row, "user_id")?,
+        kind: rows::parsed::<TaskKind>(row, "kind")?,
+        input: row.try_get("input")?,
+        environment: row.try_get("environment")?,
+        status: rows::parsed::<TaskStatus>(row, "status")?,
+        risk_tier: rows::opt_parsed::<RiskTier>(row, "risk_tier")?,
+        approval_id: rows::opt_id(row, "approval_id")?,
+        created_at: rows::time(row, "created_at")?,
+        updated_at: rows::time(row, "updated_at")?,
+        result,
+        error,
+    })
+}
+
+/// Stores a new task as given (its status decided by the caller) and audits `task.created`.
+pub async fn insert(tx: &mut Tx, task: &Task) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tasks (task_id, user_id, kind, input, environment, status, risk_tier,
+            approval_id, error_code, error_message, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(task.task_id.as_str())
+    .bind(task.user_id.as_str())
+    .bind(task.kind.as_str())
+    .bind(&task.input)
+    .bind(task.environment.as_deref())
+    .bind(task.status.as_str())
+    .bind(task.risk_tier.map(RiskTier::as_str))
+    .bind(task.approval_id.as_ref().map(Id::as_str))
+    .bind(task.error.as_ref().map(|e| e.code.as_str()))
+    .bind(task.error.as_ref().map(|e| e.message.as_str()))
+    .bind(task.created_at.as_millis())
+    .bind(task.updated_at.as_millis())
+    .execute(&mut **tx)
+    .await?;
+    audit::append(
+        tx,
+        NewAuditEvent::new(
+            "task.created",
+            serde_json::json!({
+                "kind": task.kind,
+                "input": task.input,
+                "environment": task.environment,
+                "status": task.status,
+                "risk_tier": task.risk_tier,
+            }),
+        )
+        .actor(&task.user_id)
+        .task(&task.task_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One task by id.
+pub async fn get(db: &Db, task_id: &Id) -> Result<Option<Task>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE task_id = $1"
+    ))
+    .bind(task_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(row_to_task).transpose()
+}
+
+/// One task by id, inside a transaction.
+pub async fn get_in(tx: &mut Tx, task_id: &Id) -> Result<Option<Task>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE task_id = $1"
+    ))
+    .bind(task_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(row_to_task).transpose()
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this user's tasks.
+    pub user_id: Option<Id>,
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks older than this one (pagination cursor).
+    pub before: Option<Id>,
+}
+
+/// Tasks matching `filter`, newest first, at most `limit`.
+pub async fn list(db: &Db, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks t
+         WHERE ($1 IS NULL OR t.user_id = $1)
+           AND ($2 IS NULL OR t.status = $2)
+           AND ($3 IS NULL OR (t.created_at, t.task_id) <
+                (SELECT b.created_at, b.task_id FROM tasks b WHERE b.task_id = $3))
+         ORDER BY t.created_at DESC, t.task_id DESC LIMIT $4"
+    ))
+    .bind(filter.user_id.as_ref().map(Id::as_str))
+    .bind(filter.status.map(TaskStatus::as_str))
+    .bind(filter.before.as_ref().map(Id::as_str))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row_to_task).collect()
+}
+
+/// What else changes with a status change.
+#[derive(Debug, Clone, Default)]
+pub struct StatusChange {
+    pub result: Option<TaskResult>,
+    pub error: Option<TaskError>,
+    /// Why, for the audit trail (e.g. `canceled_by_user`).
+    pub reason: Option<String>,
+}
+
+/// Why [`set_status`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SetStatusError {
+    #[error("no such task")]
+    NotFound,
+    #[error(transparent)]
+    Illegal(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Moves a task to `to`, if the state machine allows it from its current status; releases any
+/// lease; audits `task.status_changed` with `actor`. Returns the updated task.
+pub async fn set_status(
+    tx: &mut Tx,
+    task_id: &Id,
+    to: TaskStatus,
+    change: StatusChange,
+    actor: Option<&Id>,
+) -> std::result::Result<Task, SetStatusError> {
+    let current = get_in(tx, task_id).await?.ok_or(SetStatusError::NotFound)?;
+    current.status.transition(to)?;
+    let now = Timestamp::now();
+    let updated = sqlx::query(
+        "UPDATE tasks SET status = $1, updated_at = $2,
+            result_exit_code = $3, result_output = $4, result_truncated = $5,
+            error_code = $6, error_message = $7,
+            lease_owner = NULL, lease_expires_at = NULL
+         WHERE task_id = $8 AND status = $9",
+    )
+    .bind(to.as_str())
+    .bind(now.as_millis())
+    .bind(change.result.as_ref().map(|r| i64::from(r.exit_code)))
+    .bind(change.result.as_ref().map(|r| r.output.as_str()))
+    .bind(change.result.as_ref().map(|r| i64::from(r.truncated)))
+    .bind(change.error.as_ref().map(|e| e.code.as_str()))
+    .bind(change.error.as_ref().map(|e| e.message.as_str()))
+    .bind(task_id.as_str())
+    .bind(current.status.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from)?
+    .rows_affected();
+    if updated == 0 {
+        // Someone changed it between our read and write; the caller sees the fresh state.
+        return Err(SetStatusError::Store(StoreError::Conflict(
+            "the task changed concurrently".to_owned(),
+        )));
+    }
+    let mut event = NewAuditEvent::new(
+        "task.status_changed",
+        serde_json::json!({
+            "from": current.status,
+            "to": to,
+            "reason": change.reason,
+            "error_code": change.error.as_ref().map(|e| &e.code),
+            "exit_code": change.result.as_ref().map(|r| r.exit_code),
+        }),
+    )
+    .task(task_id);
+    if let Some(actor) = actor {
+        event = event.actor(actor);
+    }
+    audit::append(tx, event).await?;
+    Ok(Task {
+        status: to,
+        updated_at: now,
+        result: change.result,
+        error: change.error,
+        ..current
+    })
+}
+
+/// Claims the oldest claimable QUEUED task for `worker`, moving it to RUNNING with a lease until
+/// now + `lease`. Two workers never claim the same task.
+pub async fn claim(db: &Db, worker: &str, lease: Duration) -> Result<Option<Task>> {
+    let mut tx = db.begin().await?;
+    let now = Timestamp::now();
+    // The one dialect-specific query: Postgres skips rows other claimers hold; SQLite has a
+    // single writer, so the statement is exclusive already.
+    macro_rules! claim_sql {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
+                    attempts = attempts + 1, updated_at = $3
+                 WHERE task_id IN (SELECT task_id FROM tasks
+                                   WHERE status = 'QUEUED' AND not_before <= $3
+                                   ORDER BY created_at, task_id LIMIT 1 ",
+                $lock,
+                ") AND status = 'QUEUED' RETURNING ",
+                task_columns!()
+            )
+        };
+    }
+    let sql = match db.dialect() {
+        Dialect::Sqlite => claim_sql!(""),
+        Dialect::Postgres => claim_sql!("FOR UPDATE SKIP LOCKED"),
+    };
+    let row = sqlx::query(sql)
+        .bind(worker)
+        .bind(now.plus(lease).as_millis())
+        .bind(now.as_millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let task = row_to_task(&row)?;
+    audit::append(
+        &mut tx,
+        NewAuditEvent::new(
+            "task.status_changed",
+            serde_json::json!({"from": TaskStatus::Queued, "to": TaskStatus::Running, "worker": worker}),
+        )
+        .task(&task.task_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(task))
+}
+
+/// Extends `worker`'s lease on a RUNNING task; false when the lease was lost.
+pub async fn renew_lease(db: &Db, task_id: &Id, worker: &str, lease: Duration) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE tasks SET lease_expires_at = $1
+         WHERE task_id = $2 AND lease_owner = $3 AND status = 'RUNNING'",
+    )
+    .bind(Timestamp::now().plus(lease).as_millis())
+    .bind(task_id.as_str())
+    .bind(worker)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// RUNNING tasks whose lease ran out: their worker died. Recovery decides what becomes of them.
+pub async fn expired_leases(db: &Db) -> Result<Vec<Task>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks
+         WHERE status = 'RUNNING' AND lease_expires_at IS NOT NULL AND lease_expires_at < $1
+         ORDER BY created_at"
+    ))
+    .bind(Timestamp::now().as_millis())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row_to_task).collect()
+}
+
+/// The task an idempotency key already produced for this user within the window, if any.
+/// Keys older than the window are forgotten here, so the key can be used again.
+pub async fn idempotent_task(
+    tx: &mut Tx,
+    user_id: &Id,
+    key: &str,
+    window: Duration,
+) -> Result<Option<Id>> {
+    let cutoff = Timestamp::now().as_millis() - i64::try_from(window.as_millis()).unwrap_or(0);
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at < $3")
+        .bind(user_id.as_str())
+        .bind(key)
+        .bind(cutoff)
+        .execute(&mut **tx)
+        .await?;
+    let task: Option<String> =
+        sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+            .bind(user_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    task.map(|t| Id::parse(&t).map_err(StoreError::corrupt))
+        .transpose()
+}
+
+/// Remembers that `key` from `user_id` produced `task_id`.
+pub async fn remember_idempotency_key(
+    tx: &mut Tx,
+    user_id: &Id,
+    key: &str,
+    task_id: &Id,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, task_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user_id.as_str())
+    .bind(key)
+    .bind(task_id.as_str())
+    .bind(Timestamp::now().as_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Non-terminal task ids of a user (for cancelling everything they have in flight).
+pub async fn active_ids_of_user(tx: &mut Tx, user_id: &Id) -> Result<Vec<Id>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT task_id FROM tasks WHERE user_id = $1
+           AND status IN ('QUEUED', 'RUNNING', 'WAITING_APPROVAL') ORDER BY created_at",
+    )
+    .bind(user_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    ids.iter()
+        .map(|t| Id::parse(t).map_err(StoreError::corrupt))
+        .collect()
+}
+
+/// How many tasks are in each status (for metrics).
+pub async fn count_by_status(db: &Db) -> Result<Vec<(TaskStatus, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((rows::parsed::<TaskStatus>(r, "status")?, r.try_get("n")?)))
+        .collect()
+}
