@@ -85,8 +85,12 @@ async fn dispatch(command: Command, settings: &Settings) -> Result<ExitCode, Fai
 
 /// Logs go to stderr (stdout carries command output), filtered by `AGENTICAI_LOG`.
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Postgres NOTICEs ("relation already exists, skipping") are noise at info.
+    if let Ok(quiet) = "sqlx::postgres::notice=warn".parse() {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

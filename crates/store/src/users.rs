@@ -11,7 +11,7 @@ use crate::rows;
 macro_rules! user_columns {
     () => {
         "u.user_id, u.name, u.role, u.disabled, u.bypass, u.created_at,
-    EXISTS (SELECT 1 FROM telegram_identities t WHERE t.user_id = u.user_id) AS telegram_linked"
+    (SELECT COUNT(*) FROM telegram_identities t WHERE t.user_id = u.user_id) AS telegram_linked"
     };
 }
 
