@@ -18,6 +18,16 @@ use crate::db::{Db, Dialect, Tx};
 use crate::error::{Result, StoreError};
 use crate::rows;
 
+/// The same columns qualified with `tasks.`, for statements that join.
+macro_rules! task_columns_qualified {
+    () => {
+        "tasks.task_id, tasks.user_id, tasks.kind, tasks.input, tasks.environment, tasks.status,
+        tasks.risk_tier, tasks.approval_id, tasks.result_exit_code, tasks.result_output,
+        tasks.result_truncated, tasks.error_code, tasks.error_message, tasks.created_at,
+        tasks.updated_at"
+    };
+}
+
 macro_rules! task_columns {
     () => {
         "task_id, user_id, kind, input, environment, status, risk_tier,
@@ -252,25 +262,28 @@ pub async fn set_status(
 pub async fn claim(db: &Db, worker: &str, lease: Duration) -> Result<Option<Task>> {
     let mut tx = db.begin().await?;
     let now = Timestamp::now();
-    // The one dialect-specific query: Postgres skips rows other claimers hold; SQLite has a
-    // single writer, so the statement is exclusive already.
-    macro_rules! claim_sql {
-        ($lock:literal) => {
-            concat!(
-                "UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
-                    attempts = attempts + 1, updated_at = $3
-                 WHERE task_id IN (SELECT task_id FROM tasks
-                                   WHERE status = 'QUEUED' AND not_before <= $3
-                                   ORDER BY created_at, task_id LIMIT 1 ",
-                $lock,
-                ") AND status = 'QUEUED' RETURNING ",
-                task_columns!()
-            )
-        };
-    }
+    // The one dialect-specific query: Postgres picks the row in a CTE (evaluated once) and
+    // skips rows other claimers hold; SQLite has a single writer, so the statement is exclusive.
     let sql = match db.dialect() {
-        Dialect::Sqlite => claim_sql!(""),
-        Dialect::Postgres => claim_sql!("FOR UPDATE SKIP LOCKED"),
+        Dialect::Sqlite => concat!(
+            "UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
+                attempts = attempts + 1, updated_at = $3
+             WHERE task_id = (SELECT task_id FROM tasks
+                              WHERE status = 'QUEUED' AND not_before <= $3
+                              ORDER BY created_at, task_id LIMIT 1)
+             RETURNING ",
+            task_columns!()
+        ),
+        Dialect::Postgres => concat!(
+            "WITH next AS (SELECT task_id FROM tasks
+                           WHERE status = 'QUEUED' AND not_before <= $3
+                           ORDER BY created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
+                attempts = attempts + 1, updated_at = $3
+             FROM next WHERE tasks.task_id = next.task_id
+             RETURNING ",
+            task_columns_qualified!()
+        ),
     };
     let row = sqlx::query(sql)
         .bind(worker)

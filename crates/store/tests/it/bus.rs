@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout};
 use crate::support::{ChildGuard, free_port, unique, wait_for_port};
 
 /// Reclaim period used where tests wait for re-delivery.
-const RECLAIM: Duration = Duration::from_millis(500);
+const RECLAIM: Duration = Duration::from_secs(1);
 
 fn redis_url() -> String {
     std::env::var("AGENTICAI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -199,6 +199,19 @@ async fn events_reach_only_their_task_subscribers(publisher: &Bus, subscriber: &
 }
 
 // --------------------------------------------------------------------------------- in-process
+
+#[test]
+fn types_fit_async_servers() {
+    fn assert_shared<T: Send + Sync + Clone + 'static>() {}
+    fn assert_stream<T: futures::Stream<Item = TaskEvent> + Send + Unpin + 'static>() {}
+    fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+    assert_shared::<Bus>();
+    assert_shared::<WorkSignal>();
+    assert_stream::<store::bus::EventStream>();
+    assert_error::<BusError>();
+    assert_error::<store::objects::ObjectsError>();
+    assert_shared::<store::objects::Objects>();
+}
 
 #[tokio::test]
 async fn in_process_wakeup_reaches_one_of_two_consumers() {

@@ -2,5 +2,9 @@
 //! components in tests").
 
 mod bus;
+mod database;
+mod db_audit;
+mod db_queue;
+mod db_schema;
 mod objects;
 mod support;
