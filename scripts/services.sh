@@ -31,7 +31,7 @@ die() {
 # Tools installed per user (rustup, pyenv) may be missing from a bare PATH: add their usual homes.
 path_add_user_tool_dirs() {
   local d
-  for d in "$HOME/.pyenv/shims" "$HOME/.cargo/bin"; do
+  for d in /usr/local/bin "$HOME/.pyenv/shims" "$HOME/.cargo/bin"; do
     if [[ -d $d && ":$PATH:" != *":$d:"* ]]; then
       PATH="$d:$PATH"
     fi

@@ -95,16 +95,15 @@ impl Coordinator {
             tx.commit().await.map_err(StoreError::from)?;
             return Ok((task, false));
         }
-        if let Some(env) = &request.environment {
-            if store::environments::find_name(&mut tx, env)
+        if let Some(env) = &request.environment
+            && store::environments::find_name(&mut tx, env)
                 .await?
                 .is_none()
-            {
-                return Err(CoordError::invalid(
-                    "unknown_environment",
-                    format!("there is no environment named {env:?}"),
-                ));
-            }
+        {
+            return Err(CoordError::invalid(
+                "unknown_environment",
+                format!("there is no environment named {env:?}"),
+            ));
         }
         let now = Timestamp::now();
         let task = Task {

@@ -7,27 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// A 32-byte key read from (or created in) a file.
-pub struct KeyFile {
-    bytes: [u8; 32],
-}
-
-impl KeyFile {
-    /// The key's bytes.
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.bytes
-    }
-}
-
-impl std::fmt::Debug for KeyFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyFile([redacted])")
-    }
-}
-
 /// Reads the key in `path`, creating it (mode 0600, its directory 0700) when missing. Refuses a
 /// key file that other users could read, and one that is not 64 hex characters.
-pub fn load_or_create(path: &Path, what: &str) -> Result<KeyFile, String> {
+pub fn load_or_create(path: &Path, what: &str) -> Result<[u8; 32], String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
@@ -52,7 +34,7 @@ pub fn load_or_create(path: &Path, what: &str) -> Result<KeyFile, String> {
                 .and_then(|()| file.sync_all())
                 .map_err(|e| format!("cannot write the {what} to {}: {e}", path.display()))?;
             tracing::info!(path = %path.display(), "created the {what}");
-            Ok(KeyFile { bytes })
+            Ok(bytes)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path, what),
         Err(e) => Err(format!(
@@ -62,7 +44,7 @@ pub fn load_or_create(path: &Path, what: &str) -> Result<KeyFile, String> {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<KeyFile, String> {
+fn read(path: &Path, what: &str) -> Result<[u8; 32], String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot read the {what} at {}: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -82,7 +64,7 @@ fn read(path: &Path, what: &str) -> Result<KeyFile, String> {
             path.display()
         ));
     }
-    Ok(KeyFile { bytes })
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -97,7 +79,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let b = load_or_create(&path, "master key").unwrap();
-        assert_eq!(a.bytes(), b.bytes());
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -75,9 +75,10 @@ async fn dispatch(command: Command, settings: &Settings) -> Result<ExitCode, Fai
         Command::Audit(AuditCommand::Verify) => {
             commands::not_yet("audit verify", "the policy engine")
         }
-        Command::Policy(PolicyCommand::Explain(_)) => {
-            commands::not_yet("policy explain", "the policy engine")
-        }
+        Command::Policy(PolicyCommand::Explain(args)) => commands::not_yet(
+            &format!("policy explain -- {}", args.command_line()),
+            "the policy engine",
+        ),
         Command::Policy(PolicyCommand::Scan) => commands::not_yet("policy scan", "the agent loop"),
         Command::Chat => commands::not_yet("chat", "the agent loop"),
     }

@@ -31,6 +31,12 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         objects = %services.objects.describe(),
         "agenticai is serving"
     );
+    if settings.telegram_enabled() {
+        tracing::warn!(
+            "a Telegram bot token is configured, but this version does not run the Telegram \
+             channel yet; use the HTTP API"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, http::router(state)).with_graceful_shutdown({
         let mut stop_rx = stop_rx.clone();

@@ -1,0 +1,5 @@
+//! The coordinator's integration tests, against real SQLite/Postgres and Redis.
+
+mod reliability_redis_down;
+mod security_visibility;
+mod support;

@@ -1,0 +1,118 @@
+//! A coordinator over a fresh database, and a private redis-server that dies with the test.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator::{Actor, Coordinator};
+use domain::{Role, User};
+use store::Db;
+use store::bus::Bus;
+
+/// A coordinator over a fresh SQLite file (or Postgres schema when
+/// `AGENTICAI_TEST_DATABASE=postgres`), kept alive with its directory.
+pub struct Fixture {
+    pub coord: Coordinator,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn new(bus: Bus) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match std::env::var("AGENTICAI_TEST_DATABASE").as_deref() {
+            Ok("postgres") => postgres_schema_url().await,
+            _ => format!("sqlite://{}/test.db", dir.path().display()),
+        };
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let coord = Coordinator::new(db, bus);
+        coord.init_org("Acme", "root").await.unwrap();
+        Fixture { coord, _dir: dir }
+    }
+
+    pub async fn user(&self, name: &str, role: Role) -> User {
+        self.coord
+            .create_user(Actor::Operator, name, role)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+async fn postgres_schema_url() -> String {
+    let base = std::env::var("AGENTICAI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "c_{}",
+        domain::Id::generate(domain::IdKind::Task).unwrap().as_str()
+    );
+    let status = Command::new("psql")
+        .args([base.as_str(), "-qc", &format!("CREATE SCHEMA {schema}")])
+        .status()
+        .expect("psql is installed");
+    assert!(status.success(), "cannot create schema {schema}");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A redis-server of our own on a free port; killed on drop. Never the shared one.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

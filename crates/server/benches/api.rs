@@ -1,0 +1,296 @@
+//! End-to-end benchmark of the real `agenticai` binary (release build via `cargo bench`):
+//! binary size, time from launch to `/healthz` and `/readyz`, idle RSS, `/healthz` latency, and
+//! `POST /v1/tasks` throughput and latency on SQLite and (when reachable) Postgres.
+//!
+//! Run: `cargo bench -p server --bench api` (optionally `-- --postgres postgres://…`).
+//! Results go to stdout as Markdown rows for docs/performance.md. Traffic stays on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agenticai");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18099)
+}
+
+/// A server under test; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(data_dir: &Path, port: u16, database_url: Option<&str>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AGENTICAI_DATA_DIR", data_dir)
+        .env("AGENTICAI_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AGENTICAI_LOG", "warn");
+    if let Some(url) = database_url {
+        cmd.env("AGENTICAI_DATABASE_URL", url);
+    }
+    cmd
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; returns the status code.
+fn request(stream: &mut BufReader<TcpStream>, raw: &[u8]) -> u16 {
+    stream.get_mut().write_all(raw).expect("write request");
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).expect("read status");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).expect("read header");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("read body");
+    status
+}
+
+fn connect(port: u16) -> Option<BufReader<TcpStream>> {
+    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_nodelay(true).ok()?;
+    Some(BufReader::new(s))
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes()
+}
+
+/// Polls `path` until it answers 200; returns the time since `start`.
+fn time_until_ok(port: u16, path: &str, start: Instant) -> Duration {
+    loop {
+        if let Some(mut c) = connect(port)
+            && request(&mut c, &get(path)) == 200
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{path} never became ready"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Initialises the org in `data_dir` and starts a server; returns it with the admin token.
+fn start(data_dir: &Path, database_url: Option<&str>) -> (Server, String, Duration, Duration) {
+    let init = command(data_dir, 0, database_url)
+        .args(["org", "init", "--name", "Bench", "--admin", "bench"])
+        .output()
+        .expect("org init");
+    assert!(
+        init.status.success(),
+        "org init failed: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&init.stdout).expect("org init JSON");
+    let token = json["admin_token"].as_str().expect("token").to_owned();
+    let port = free_port();
+    let start = Instant::now();
+    let child = command(data_dir, port, database_url)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let server = Server { child, port };
+    let healthz = time_until_ok(port, "/healthz", start);
+    let readyz = time_until_ok(port, "/readyz", start);
+    (server, token, healthz, readyz)
+}
+
+/// `POST /v1/tasks` from `conns` connections for `secs`; returns (rate, p50, p99, errors).
+fn create_tasks(
+    port: u16,
+    token: &str,
+    conns: usize,
+    secs: u64,
+) -> (f64, Duration, Duration, usize) {
+    let body = r#"{"command":"ls -la /srv"}"#;
+    let raw = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    let raw = Arc::new(raw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let raw = Arc::clone(&raw);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut c = connect(port).expect("connect");
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if request(&mut c, &raw) != 202 {
+                        errors += 1;
+                    }
+                    lat.push(t.elapsed());
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in threads {
+        let (lat, e) = t.join().expect("worker");
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    (
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        errors,
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` probes harness=false benches.
+    }
+    let postgres = args
+        .iter()
+        .position(|a| a == "--postgres")
+        .and_then(|i| args.get(i + 1).cloned());
+
+    let size = std::fs::metadata(BIN).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "| release binary size | {:.1} MiB |",
+        size as f64 / 1048576.0
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, token, healthz, readyz) = start(dir.path(), None);
+    println!("| launch → /healthz 200 (SQLite) | {} |", ms(healthz));
+    println!("| launch → /readyz 200 (SQLite) | {} |", ms(readyz));
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "| idle RSS (SQLite, in-process bus) | {:.1} MiB |",
+        rss_kib(server.child.id()) as f64 / 1024.0
+    );
+
+    let mut c = connect(server.port).expect("connect");
+    let raw = get("/healthz");
+    for _ in 0..500 {
+        request(&mut c, &raw);
+    }
+    let mut lat: Vec<Duration> = (0..10_000)
+        .map(|_| {
+            let t = Instant::now();
+            request(&mut c, &raw);
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    println!(
+        "| /healthz latency p50 / p99 (keep-alive, sequential) | {} / {} |",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+
+    for conns in [1, 8] {
+        let (rate, p50, p99, errors) = create_tasks(server.port, &token, conns, 5);
+        println!(
+            "| POST /v1/tasks on SQLite, {conns} connection(s) | {rate:.0} tasks/s, p50 {} p99 {}, {errors} errors |",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    println!(
+        "| RSS after the SQLite runs | {:.1} MiB |",
+        rss_kib(server.child.id()) as f64 / 1024.0
+    );
+    drop(server);
+
+    if let Some(base) = postgres {
+        let name = format!("bench_{}", std::process::id());
+        let admin = Command::new("psql")
+            .args([&base, "-qc", &format!("CREATE DATABASE {name}")])
+            .status();
+        if admin.map(|s| s.success()).unwrap_or(false) {
+            let url = match base.rsplit_once('/') {
+                Some((head, _)) => format!("{head}/{name}"),
+                None => base.clone(),
+            };
+            let pg_dir = tempfile::tempdir().expect("tempdir");
+            let (server, token, healthz, readyz) = start(pg_dir.path(), Some(&url));
+            println!(
+                "| launch → /healthz, /readyz (Postgres) | {} / {} |",
+                ms(healthz),
+                ms(readyz)
+            );
+            for conns in [1, 8] {
+                let (rate, p50, p99, errors) = create_tasks(server.port, &token, conns, 5);
+                println!(
+                    "| POST /v1/tasks on Postgres, {conns} connection(s) | {rate:.0} tasks/s, p50 {} p99 {}, {errors} errors |",
+                    ms(p50),
+                    ms(p99)
+                );
+            }
+            drop(server);
+            let _ = Command::new("psql")
+                .args([&base, "-qc", &format!("DROP DATABASE {name} WITH (FORCE)")])
+                .status();
+        } else {
+            println!("| Postgres | could not create a database at {base} |");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Integration tests of the `agenticai` binary: each scenario drives the real binary as a
+//! subprocess (`serve` and the CLI commands) over its own data directory, port and database,
+//! and checks the behaviour CONTRACT.md promises.
+//!
+//! SQLite by default; `AGENTICAI_TEST_DATABASE=postgres` runs every scenario on a database of its
+//! own on the shared Postgres server (`AGENTICAI_TEST_POSTGRES_URL`). Tests named `postgres_*`
+//! always use Postgres.
+
+mod api_auth;
+mod api_bad_input;
+mod api_tasks;
+mod api_users;
+mod cli_commands;
+mod config_errors;
+mod metrics_and_openapi;
+mod postgres_down_while_running;
+mod postgres_restart;
+mod reliability_restart;
+mod support;
