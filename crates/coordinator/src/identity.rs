@@ -250,16 +250,23 @@ impl Coordinator {
         match outcome {
             Ok(user) => Ok(user),
             Err((reason, user_id)) => {
-                let mut tx = self.db.begin().await?;
-                let mut event = NewAuditEvent::new(
-                    "auth.failed",
-                    serde_json::json!({"reason": reason.as_str(), "channel": "api"}),
-                );
-                if let Some(user_id) = &user_id {
-                    event = event.actor(user_id);
+                let now = Timestamp::now().as_millis();
+                if let Some(suppressed) =
+                    self.auth_failures
+                        .record(reason.as_str(), user_id.as_ref(), now)
+                {
+                    let mut tx = self.db.begin().await?;
+                    let event = NewAuditEvent::new(
+                        "auth.failed",
+                        serde_json::json!({
+                            "reason": reason.as_str(),
+                            "channel": "api",
+                            "previous_minute_unlogged_failures": suppressed,
+                        }),
+                    );
+                    audit::append(&mut tx, with_actor(event, user_id.as_ref())).await?;
+                    tx.commit().await.map_err(StoreError::from)?;
                 }
-                audit::append(&mut tx, event).await?;
-                tx.commit().await.map_err(StoreError::from)?;
                 Err(CoordError::Unauthenticated(
                     "missing, invalid, expired or revoked token".to_owned(),
                 ))

@@ -5,6 +5,7 @@
 //! both call these functions, so each rule — who may see a task, who may create a user, what a
 //! valid task looks like — has exactly one home.
 
+mod auth_failures;
 mod error;
 mod identity;
 mod page;
@@ -23,12 +24,17 @@ use store::bus::Bus;
 pub struct Coordinator {
     db: Db,
     bus: Bus,
+    auth_failures: std::sync::Arc<auth_failures::AuthFailures>,
 }
 
 impl Coordinator {
     /// A coordinator over the given database and bus.
     pub fn new(db: Db, bus: Bus) -> Coordinator {
-        Coordinator { db, bus }
+        Coordinator {
+            db,
+            bus,
+            auth_failures: Default::default(),
+        }
     }
 
     /// The database.
