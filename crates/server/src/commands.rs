@@ -34,8 +34,10 @@ impl From<CoordError> for Failure {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> Result<ExitCode, Failure> {
-    println!("{value}");
+/// Prints one JSON line (fields in declaration order).
+fn print_json(value: &impl serde::Serialize) -> Result<ExitCode, Failure> {
+    let line = serde_json::to_string(value).map_err(|e| format!("cannot encode output: {e}"))?;
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -51,7 +53,7 @@ pub async fn org_init(settings: &Settings, args: &OrgInit) -> Result<ExitCode, F
     let services = services::open(settings).await?;
     let init = services.coord.init_org(&args.name, &args.admin).await?;
     services.db.close().await;
-    print_json(&serde_json::to_value(&init).map_err(|e| e.to_string())?)
+    print_json(&init)
 }
 
 /// `agenticai invite create`.
