@@ -124,13 +124,13 @@ ensure_postgres() {
   command -v pg_isready >/dev/null 2>&1 || die "pg_isready not found: PostgreSQL is not installed"
   if ! pg_up; then
     local version
+    # shellcheck disable=SC2012 # cluster versions are plain numbers
     version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
     [[ -n $version ]] || die "Postgres is down on $PG_HOST:$PG_PORT and no cluster in /etc/postgresql"
     say "Postgres down: pg_ctlcluster $version main start"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
       warn "pg_ctlcluster exited non-zero; waiting for the server anyway"
-    local i
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
       pg_up && break
       sleep 0.5
     done
@@ -157,8 +157,7 @@ ensure_redis() {
     fi
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
       --save "" --appendonly no "${extra[@]}" </dev/null || die "redis-server failed to start"
-    local i
-    for i in $(seq 1 40); do
+    for _ in $(seq 1 40); do
       redis_up && break
       sleep 0.25
     done
@@ -188,7 +187,7 @@ PY
 # Starts moto's S3 server on a free loopback port in the background and creates the test bucket.
 # Sets MOTO_PORT and MOTO_PID. The caller must call stop_moto (scripts/test does so in a trap).
 start_moto() {
-  local cmd attempt i
+  local cmd attempt
   cmd=$(moto_command) || die "moto is not installed (run ensure_moto first)"
   MOTO_LOG=$(mktemp -t agenticai-moto.XXXXXX)
   for attempt in 1 2 3; do
@@ -196,7 +195,7 @@ start_moto() {
     # shellcheck disable=SC2086 # $cmd is one or three words on purpose
     $cmd -H 127.0.0.1 -p "$MOTO_PORT" </dev/null >"$MOTO_LOG" 2>&1 &
     MOTO_PID=$!
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
       kill -0 "$MOTO_PID" 2>/dev/null || break
       if moto_answers "$MOTO_PORT"; then
         create_s3_bucket "$MOTO_PORT" "$S3_TEST_BUCKET"
@@ -226,8 +225,7 @@ stop_moto() {
   if [[ -n ${MOTO_PID:-} ]]; then
     if kill -0 "$MOTO_PID" 2>/dev/null; then
       kill "$MOTO_PID" 2>/dev/null || true
-      local i
-      for i in $(seq 1 20); do
+      for _ in $(seq 1 20); do
         kill -0 "$MOTO_PID" 2>/dev/null || break
         sleep 0.25
       done
