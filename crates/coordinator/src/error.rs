@@ -51,10 +51,14 @@ impl From<StoreError> for CoordError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => CoordError::Unavailable(m),
-            StoreError::Conflict(m) => CoordError::Conflict {
-                code: "conflict",
-                message: m,
-            },
+            StoreError::Conflict(detail) => {
+                // The database's wording names constraints: log it, do not show it.
+                tracing::info!(%detail, "write conflict");
+                CoordError::conflict(
+                    "conflict",
+                    "the change conflicts with a concurrent one; try again",
+                )
+            }
             StoreError::NotFound(_) => CoordError::NotFound("record"),
             other => CoordError::Internal(other.to_string()),
         }

@@ -199,6 +199,13 @@ impl Coordinator {
         ttl: Duration,
     ) -> Result<IssuedCode> {
         actor.require_admin()?;
+        if role == Role::Service {
+            return Err(CoordError::invalid(
+                "invalid_role",
+                "invites are for people (member or admin); create service users with \
+                 `agenticai user create --role service`",
+            ));
+        }
         let expires_at = validate_code_ttl(ttl)?;
         self.require_org().await?;
         let mut tx = self.db.begin().await?;

@@ -84,10 +84,20 @@ impl Coordinator {
         if let Some(key) = &request.idempotency_key {
             validate_idempotency_key(key)?;
         }
+        let task_id = Id::generate(IdKind::Task)
+            .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
         let mut tx = self.db.begin().await?;
+        // Claim the idempotency key before creating anything: of concurrent requests with one
+        // key, exactly one claims it; the others wait for its commit and return its task.
         if let Some(key) = &request.idempotency_key
-            && let Some(existing) =
-                task_store::idempotent_task(&mut tx, &user.user_id, key, IDEMPOTENCY_WINDOW).await?
+            && let Some(existing) = task_store::claim_idempotency_key(
+                &mut tx,
+                &user.user_id,
+                key,
+                &task_id,
+                IDEMPOTENCY_WINDOW,
+            )
+            .await?
         {
             let task = task_store::get_in(&mut tx, &existing)
                 .await?
@@ -107,8 +117,7 @@ impl Coordinator {
         }
         let now = Timestamp::now();
         let task = Task {
-            task_id: Id::generate(IdKind::Task)
-                .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?,
+            task_id,
             user_id: user.user_id.clone(),
             kind: request.input.kind(),
             input: request.input.text().to_owned(),
@@ -122,10 +131,6 @@ impl Coordinator {
             error: None,
         };
         task_store::insert(&mut tx, &task).await?;
-        if let Some(key) = &request.idempotency_key {
-            task_store::remember_idempotency_key(&mut tx, &user.user_id, key, &task.task_id)
-                .await?;
-        }
         tx.commit().await.map_err(StoreError::from)?;
         if task.status == TaskStatus::Queued
             && let Err(e) = self.bus.notify_work(&task.task_id).await

@@ -21,18 +21,31 @@ pub fn load_or_create(path: &Path, what: &str) -> Result<[u8; 32], String> {
         })?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
+    if path.exists() {
+        return read(path, what);
+    }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the {what}: {e}"))?;
-    match OpenOptions::new()
+    // Write a complete temporary file, then hard-link it into place: the link fails if another
+    // process got there first, so nobody ever reads a half-written key, and exactly one key wins.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("cannot write the {what} to {}: {e}", path.display()))?;
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())?;
+            file.sync_all()
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write the {what} to {}: {e}", tmp.display()));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "created the {what}");
             Ok(bytes)
         }

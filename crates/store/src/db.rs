@@ -84,8 +84,7 @@ impl Db {
             }
         };
         if dialect == Dialect::Sqlite {
-            // WAL is a property of the file; set once, before the pool gets busy.
-            pool.execute("PRAGMA journal_mode = WAL").await?;
+            enable_wal(&pool).await?;
         }
         Ok(Db { pool, dialect })
     }
@@ -119,6 +118,36 @@ impl Db {
     /// Closes every connection (at shutdown, so SQLite checkpoints its WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Puts a SQLite file in WAL mode (a property of the file, set before the pool gets busy).
+/// Two processes opening a fresh file at once can both try; SQLite then answers BUSY at once
+/// instead of waiting, so retry for a while.
+async fn enable_wal(pool: &AnyPool) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match pool.execute("PRAGMA journal_mode = WAL").await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED and their extended codes.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
+            matches!(primary, Some(5 | 6))
+        }
+        _ => false,
     }
 }
 

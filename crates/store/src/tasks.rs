@@ -339,48 +339,46 @@ pub async fn expired_leases(db: &Db) -> Result<Vec<Task>> {
     rows.iter().map(row_to_task).collect()
 }
 
-/// The task an idempotency key already produced for this user within the window, if any.
-/// Keys older than the window are forgotten here, so the key can be used again.
-pub async fn idempotent_task(
+/// Claims `key` from `user_id` for the task `task_id` about to be created. Returns `None` when
+/// the claim succeeded, or the task an earlier request with the key made within `window`. Keys
+/// older than the window are forgotten first, so a key can be used again after it. Concurrent
+/// claimers of one key queue on it; exactly one gets `None`.
+pub async fn claim_idempotency_key(
     tx: &mut Tx,
     user_id: &Id,
     key: &str,
+    task_id: &Id,
     window: Duration,
 ) -> Result<Option<Id>> {
-    let cutoff = Timestamp::now().as_millis() - i64::try_from(window.as_millis()).unwrap_or(0);
+    let now = Timestamp::now().as_millis();
+    let cutoff = now - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at < $3")
         .bind(user_id.as_str())
         .bind(key)
         .bind(cutoff)
         .execute(&mut **tx)
         .await?;
-    let task: Option<String> =
-        sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2")
-            .bind(user_id.as_str())
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?;
-    task.map(|t| Id::parse(&t).map_err(StoreError::corrupt))
-        .transpose()
-}
-
-/// Remembers that `key` from `user_id` produced `task_id`.
-pub async fn remember_idempotency_key(
-    tx: &mut Tx,
-    user_id: &Id,
-    key: &str,
-    task_id: &Id,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, task_id, created_at) VALUES ($1, $2, $3, $4)",
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, task_id, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, key) DO NOTHING",
     )
     .bind(user_id.as_str())
     .bind(key)
     .bind(task_id.as_str())
-    .bind(Timestamp::now().as_millis())
+    .bind(now)
     .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    if claimed == 1 {
+        return Ok(None);
+    }
+    let existing: String =
+        sqlx::query_scalar("SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2")
+            .bind(user_id.as_str())
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await?;
+    Id::parse(&existing).map(Some).map_err(StoreError::corrupt)
 }
 
 /// Non-terminal task ids of a user (for cancelling everything they have in flight).

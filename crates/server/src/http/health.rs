@@ -1,6 +1,7 @@
 //! Liveness and readiness.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -18,14 +19,14 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
     let (db, bus, objects) = tokio::join!(
-        state.coord.db().ping(),
-        state.coord.bus().ping(),
-        state.objects.check()
+        within(state.coord.db().ping()),
+        within(state.coord.bus().ping()),
+        within(state.objects.check())
     );
     let db_ok = db.is_ok();
-    checks.insert("database", verdict(db.map_err(|e| e.to_string())));
-    checks.insert("bus", verdict(bus.map_err(|e| e.to_string())));
-    checks.insert("object_store", verdict(objects.map_err(|e| e.to_string())));
+    checks.insert("database", verdict(db));
+    checks.insert("bus", verdict(bus));
+    checks.insert("object_store", verdict(objects));
     let org = if db_ok {
         match state.coord.org_exists().await {
             Ok(true) => Ok(()),
@@ -51,6 +52,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// How long a readiness probe may wait for one dependency.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one check with [`CHECK_TIMEOUT`].
+async fn within<E: std::fmt::Display>(
+    check: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
 }
 
 fn verdict(r: Result<(), String>) -> String {

@@ -46,7 +46,9 @@ async fn missing_or_bad_tokens_are_401_and_audited() {
         .sql("SELECT count(*) FROM audit_events WHERE type = 'auth.failed'")
     {
         let n: u32 = n.parse().expect("a count");
-        assert!(n >= 4, "expected auth.failed audit events, found {n}");
+        // Failures are aggregated per reason, user and minute (a flood cannot fill the disk),
+        // so at least one event, not one per request.
+        assert!(n >= 1, "expected an auth.failed audit event, found {n}");
     }
 }
 

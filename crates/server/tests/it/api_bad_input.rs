@@ -229,8 +229,14 @@ async fn unknown_routes_and_methods() {
         (reqwest::Method::DELETE, "/v1/tasks"),
         (reqwest::Method::PUT, "/v1/tasks"),
         (reqwest::Method::POST, "/healthz"),
-        (reqwest::Method::DELETE, "/v1/tasks/tsk_aaaaaaaaaaaaaaaaaaaaaaaa"),
-        (reqwest::Method::GET, "/v1/tasks/tsk_aaaaaaaaaaaaaaaaaaaaaaaa/cancel"),
+        (
+            reqwest::Method::DELETE,
+            "/v1/tasks/tsk_aaaaaaaaaaaaaaaaaaaaaaaa",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/tasks/tsk_aaaaaaaaaaaaaaaaaaaaaaaa/cancel",
+        ),
         (reqwest::Method::POST, "/v1/users"),
     ];
     for (method, path) in cases {

@@ -173,7 +173,10 @@ async fn members_list_their_own_tasks_and_admins_everyones() {
     let mine = server.get("/v1/tasks", Some(&bob.token)).await;
     assert_eq!(ids(mine.expect(200)), vec![id(&b)]);
     let own_filter = server
-        .get(&format!("/v1/tasks?user_id={}", bob.user_id), Some(&bob.token))
+        .get(
+            &format!("/v1/tasks?user_id={}", bob.user_id),
+            Some(&bob.token),
+        )
         .await;
     assert_eq!(ids(own_filter.expect(200)), vec![id(&b)]);
 

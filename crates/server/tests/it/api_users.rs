@@ -40,7 +40,10 @@ async fn admins_list_users_newest_first() {
 
     let r = server.get("/v1/users", admin).await;
     let list = users(r.expect(200));
-    let ids: Vec<&str> = list.iter().map(|u| u["user_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap())
+        .collect();
     assert_eq!(
         ids,
         vec![
@@ -59,7 +62,10 @@ async fn admins_list_users_newest_first() {
         parse_time(&u["created_at"], "created_at");
         assert!(u.get("token").is_none(), "tokens are never listed: {u}");
     }
-    assert!(!r.text.contains(&bob.token), "a token leaked into the user list");
+    assert!(
+        !r.text.contains(&bob.token),
+        "a token leaked into the user list"
+    );
 
     let page = server.get("/v1/users?limit=1", admin).await;
     assert_eq!(users(page.expect(200)).len(), 1);
@@ -80,25 +86,35 @@ async fn roles_change_and_the_last_admin_stays() {
     let alice_path = format!("/v1/users/{}", org.admin_user_id);
 
     // The only admin can neither be demoted nor disabled.
-    let r = server.patch(&alice_path, admin, &json!({"role": "member"})).await;
+    let r = server
+        .patch(&alice_path, admin, &json!({"role": "member"}))
+        .await;
     r.expect_error(409, Some("last_admin"));
-    let r = server.patch(&alice_path, admin, &json!({"disabled": true})).await;
+    let r = server
+        .patch(&alice_path, admin, &json!({"disabled": true}))
+        .await;
     r.expect_error(409, Some("last_admin"));
     // Setting the role it already has is harmless.
-    let r = server.patch(&alice_path, admin, &json!({"role": "admin"})).await;
+    let r = server
+        .patch(&alice_path, admin, &json!({"role": "admin"}))
+        .await;
     assert_eq!(r.expect(200)["role"], "admin");
 
     // Promote bob; then alice may step down.
     let bob = server.dep.user_create("bob", "member");
     let bob_path = format!("/v1/users/{}", bob.user_id);
-    let r = server.patch(&bob_path, admin, &json!({"role": "admin"})).await;
+    let r = server
+        .patch(&bob_path, admin, &json!({"role": "admin"}))
+        .await;
     let patched = r.expect(200);
     assert_eq!(patched["role"], "admin");
     assert_eq!(patched["user_id"], bob.user_id.as_str());
     // Bob now administers.
     server.get("/v1/users", Some(&bob.token)).await.expect(200);
 
-    let r = server.patch(&alice_path, admin, &json!({"role": "member"})).await;
+    let r = server
+        .patch(&alice_path, admin, &json!({"role": "member"}))
+        .await;
     assert_eq!(r.expect(200)["role"], "member");
     // Alice's token now acts as a member.
     server
@@ -198,7 +214,11 @@ async fn invites_and_link_codes() {
         .await;
     assert_code(r.expect(201), "admin", Duration::from_secs(3600));
     let r = server
-        .post("/v1/invites", admin, &json!({"role": "member", "ttl": "30m"}))
+        .post(
+            "/v1/invites",
+            admin,
+            &json!({"role": "member", "ttl": "30m"}),
+        )
         .await;
     assert_code(r.expect(201), "member", Duration::from_secs(1800));
 
@@ -239,7 +259,11 @@ async fn invites_and_link_codes() {
         r.expect_error(422, None);
     }
     let r = server
-        .post("/v1/invites", admin, &json!({"user_id": "usr_nosuchuser00"}))
+        .post(
+            "/v1/invites",
+            admin,
+            &json!({"user_id": "usr_nosuchuser00"}),
+        )
         .await;
     r.expect_error(404, None);
 

@@ -120,7 +120,14 @@ fn invite_create_variants() {
 
     // Usage errors: exit 2, nothing on stdout.
     for args in [
-        &["invite", "create", "--user", &bob.user_id, "--role", "admin"][..],
+        &[
+            "invite",
+            "create",
+            "--user",
+            &bob.user_id,
+            "--role",
+            "admin",
+        ][..],
         &["invite", "create", "--role", "service"],
         &["invite", "create", "--role", "root"],
         &["invite", "create", "--ttl", "soon"],

@@ -121,7 +121,10 @@ fn unreachable_database_fails_fast_naming_the_database() {
     ))
     .var("AGENTICAI_LISTEN", &format!("127.0.0.1:{}", free_port()));
     let run = dep.spawn_cli(&["serve"]).wait(Duration::from_secs(30));
-    assert!(!run.timed_out, "serve kept running without a database: {run}");
+    assert!(
+        !run.timed_out,
+        "serve kept running without a database: {run}"
+    );
     assert_ne!(run.code, Some(0), "{run}");
     assert!(
         run.elapsed < Duration::from_secs(12),

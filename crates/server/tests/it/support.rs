@@ -48,7 +48,9 @@ pub fn free_port() -> u16 {
 /// A random lowercase suffix (letters and digits) for database names and the like.
 pub fn random_suffix() -> String {
     let id = domain::Id::generate(domain::IdKind::Task).expect("randomness");
-    id.as_str().trim_start_matches("tsk_").replace(['_', '-'], "")
+    id.as_str()
+        .trim_start_matches("tsk_")
+        .replace(['_', '-'], "")
 }
 
 /// Whether `s` is an id as CONTRACT.md defines it: lowercase letters, digits, `_` and `-`, at
@@ -119,8 +121,14 @@ pub fn assert_task_shape(task: &Value) {
     ] {
         assert!(task.get(key).is_some(), "Task lacks {key:?}: {task}");
     }
-    assert!(is_contract_id(task["task_id"].as_str().unwrap_or("")), "{task}");
-    assert!(is_contract_id(task["user_id"].as_str().unwrap_or("")), "{task}");
+    assert!(
+        is_contract_id(task["task_id"].as_str().unwrap_or("")),
+        "{task}"
+    );
+    assert!(
+        is_contract_id(task["user_id"].as_str().unwrap_or("")),
+        "{task}"
+    );
     assert!(
         matches!(task["kind"].as_str(), Some("command" | "agent")),
         "{task}"
@@ -154,8 +162,7 @@ pub fn assert_task_shape(task: &Value) {
         "{task}"
     );
     assert!(
-        task["approval_id"].is_null()
-            || is_contract_id(task["approval_id"].as_str().unwrap_or("")),
+        task["approval_id"].is_null() || is_contract_id(task["approval_id"].as_str().unwrap_or("")),
         "{task}"
     );
     let created = parse_time(&task["created_at"], "created_at");
@@ -165,7 +172,10 @@ pub fn assert_task_shape(task: &Value) {
         task["result"].is_null() || task["result"].is_object(),
         "{task}"
     );
-    assert!(task["error"].is_null() || task["error"].is_object(), "{task}");
+    assert!(
+        task["error"].is_null() || task["error"].is_object(),
+        "{task}"
+    );
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or fails the test after `within`.
@@ -179,7 +189,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -190,7 +203,17 @@ where
 /// Runs one SQL statement through `psql` on `url`; the unaligned, tuples-only output.
 pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args([url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run psql: {e}"))?;
@@ -378,7 +401,10 @@ impl PgCluster {
             Command::new(&program)
         };
         // pg_ctl's postmaster keeps inherited descriptors open: never give it our pipes.
-        let out_path = self._root.path().join(format!("cmd-{}.out", random_suffix()));
+        let out_path = self
+            ._root
+            .path()
+            .join(format!("cmd-{}.out", random_suffix()));
         let out = File::create(&out_path).expect("create output file");
         let status = command
             .args(args)
@@ -441,7 +467,10 @@ fn postgres_bin_dir() -> PathBuf {
         .output()
         .expect("run sh");
     let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!path.is_empty(), "no Postgres server binaries (initdb) found");
+    assert!(
+        !path.is_empty(),
+        "no Postgres server binaries (initdb) found"
+    );
     Path::new(&path)
         .parent()
         .expect("initdb has a directory")
@@ -558,7 +587,7 @@ impl RunningCli {
         let elapsed = self.started.elapsed();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         CliRun {
-            args: self.args,
+            args: std::mem::take(&mut self.args),
             code: status.and_then(|s| s.code()),
             timed_out,
             stdout: read(&self.stdout),
@@ -917,12 +946,18 @@ impl Server {
     /// Sends SIGTERM and waits up to `within` for the exit; None if it is still running then
     /// (it is killed).
     pub async fn stop_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.signal_and_wait("TERM", within).await
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …) and waits up to `within` for the exit; None if it is
+    /// still running then (it is killed).
+    pub async fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take().expect("the server is running");
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
+        assert!(status.success(), "kill -{signal} failed: {status}");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("wait for the server") {
