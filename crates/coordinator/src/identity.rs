@@ -141,7 +141,7 @@ impl Coordinator {
             Timestamp::now().plus(DEFAULT_CODE_TTL),
         )
         .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(OrgInit {
             org_id: org.org_id,
             admin_user_id: admin.user_id,
@@ -163,7 +163,7 @@ impl Coordinator {
         let mut tx = self.db.begin().await?;
         let user = create_user_in(&mut tx, actor.user_id(), &name, role).await?;
         let token = issue_token_in(&mut tx, actor.user_id(), &user.user_id, None).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok((user, token))
     }
 
@@ -187,7 +187,7 @@ impl Coordinator {
         }
         let expires_at = ttl.map(|t| Timestamp::now().plus(t));
         let token = issue_token_in(&mut tx, actor.user_id(), user_id, expires_at).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(token)
     }
 
@@ -211,7 +211,7 @@ impl Coordinator {
         let mut tx = self.db.begin().await?;
         let code =
             issue_code_in(&mut tx, actor.user_id(), CodeKind::Invite(role), expires_at).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(code)
     }
 
@@ -242,7 +242,7 @@ impl Coordinator {
             expires_at,
         )
         .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok((code, user.role))
     }
 
@@ -272,7 +272,7 @@ impl Coordinator {
                         }),
                     );
                     audit::append(&mut tx, with_actor(event, user_id.as_ref())).await?;
-                    tx.commit().await.map_err(StoreError::from)?;
+                    tx.commit().await?;
                 }
                 Err(CoordError::Unauthenticated(
                     "missing, invalid, expired or revoked token".to_owned(),
@@ -362,7 +362,7 @@ impl Coordinator {
         let updated = users::get_in(&mut tx, user_id)
             .await?
             .ok_or(CoordError::NotFound("user"))?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(updated)
     }
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use domain::{Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskInput, TaskStatus, Timestamp, User};
+use store::Tx;
 use store::audit::{self, NewAuditEvent};
 use store::tasks::{self as task_store, StatusChange, TaskFilter};
-use store::{StoreError, Tx};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
@@ -102,7 +102,7 @@ impl Coordinator {
             let task = task_store::get_in(&mut tx, &existing)
                 .await?
                 .ok_or(CoordError::NotFound("task"))?;
-            tx.commit().await.map_err(StoreError::from)?;
+            tx.commit().await?;
             return Ok((task, false));
         }
         if let Some(env) = &request.environment
@@ -131,7 +131,7 @@ impl Coordinator {
             error: None,
         };
         task_store::insert(&mut tx, &task).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         if task.status == TaskStatus::Queued
             && let Err(e) = self.bus.notify_work(&task.task_id).await
         {
@@ -185,7 +185,7 @@ impl Coordinator {
             ));
         }
         let canceled = cancel_in(&mut tx, task_id, Some(&user.user_id), "canceled_by_user").await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(canceled)
     }
 
@@ -204,7 +204,7 @@ impl Coordinator {
                     .actor(&user.user_id),
                 )
                 .await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                tx.commit().await?;
                 Err(CoordError::NotFound("task"))
             }
             None => Err(CoordError::NotFound("task")),

@@ -5,15 +5,47 @@
 //! where they are used (the work-queue claim, the migration lock).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
 
 use crate::error::{Result, StoreError};
 
-/// A transaction on either backend.
-pub type Tx = Transaction<'static, sqlx::Any>;
+/// A write transaction on either backend. Dereferences to the connection it runs on, so queries
+/// take `&mut *tx` (or `&mut **tx` through a `&mut Tx`). On SQLite it also holds the process's writer slot (see [`Db::begin`]).
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    /// Makes the transaction's changes durable and visible.
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.inner.commit().await?)
+    }
+
+    /// Abandons the transaction's changes.
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.inner.rollback().await?)
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
 
 /// The database flavour behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +59,9 @@ pub enum Dialect {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite has one writer at a time. Queueing this process's writers here, in order, is far
+    /// cheaper than letting them collide in SQLite's busy handler, which sleeps and retries.
+    writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -86,7 +121,12 @@ impl Db {
         if dialect == Dialect::Sqlite {
             enable_wal(&pool).await?;
         }
-        Ok(Db { pool, dialect })
+        let writer = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Db {
+            pool,
+            dialect,
+            writer,
+        })
     }
 
     /// Which database this is.
@@ -101,12 +141,21 @@ impl Db {
 
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
     /// so a transaction that reads before it writes cannot fail half-way with a busy snapshot.
+    /// Writers of this process queue for SQLite's write lock in order (other processes, such as
+    /// the CLI, still meet them in SQLite's busy handler).
     pub async fn begin(&self) -> Result<Tx> {
-        let tx = match self.dialect {
+        let writer = match &self.writer {
+            Some(lock) => Some(Arc::clone(lock).lock_owned().await),
+            None => None,
+        };
+        let inner = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
         };
-        Ok(tx)
+        Ok(Tx {
+            inner,
+            _writer: writer,
+        })
     }
 
     /// Checks that the database answers (for `/readyz`).
