@@ -2,14 +2,14 @@
 //!
 //! Each event is chained to the previous one by SHA-256 over a canonical encoding, in the same
 //! transaction as the change it records: if the event cannot be written, the change does not
-//! happen. Appends lock the chain's head row, so concurrent appends queue up and the chain never
-//! forks. Verification and signed checkpoints build on [`event_hash`].
+//! happen. Appends read the chain's tip under a lock, so concurrent appends queue up and the chain
+//! never forks; a trigger moves the tip with every insert. Verification and signed checkpoints build on [`event_hash`].
 
 use domain::{AuditEvent, Id, Timestamp};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::Tx;
+use crate::db::{Dialect, Tx};
 use crate::error::{Result, StoreError};
 
 /// `prev_hash` of the first event.
@@ -70,12 +70,14 @@ pub fn event_hash(
 
 /// Appends `event` to the chain inside `tx` and returns it as stored.
 pub async fn append(tx: &mut Tx, event: NewAuditEvent<'_>) -> Result<AuditEvent> {
-    // Taking the head row's write lock first serialises appends (Postgres row lock; SQLite's
-    // single writer) and gives this event its sequence number.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut **tx)
-        .await?;
-    let seq: i64 = head.try_get("seq")?;
+    // Reading the tip under a lock serialises appends: Postgres locks the head row until commit;
+    // SQLite transactions here hold the database's write lock from their start.
+    let head_sql = match tx.dialect() {
+        Dialect::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Dialect::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    };
+    let head = sqlx::query(head_sql).fetch_one(&mut **tx).await?;
+    let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
     let prev_hash: String = head.try_get("hash")?;
     let at = Timestamp::now();
     let data_text = event.data.to_string();
@@ -102,10 +104,7 @@ pub async fn append(tx: &mut Tx, event: NewAuditEvent<'_>) -> Result<AuditEvent>
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    // The `audit_head_follows` trigger moved the tip to this event.
     Ok(AuditEvent {
         seq,
         at,

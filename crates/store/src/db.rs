@@ -19,6 +19,7 @@ use crate::error::{Result, StoreError};
 /// take `&mut *tx` (or `&mut **tx` through a `&mut Tx`). On SQLite it also holds the process's writer slot (see [`Db::begin`]).
 pub struct Tx {
     inner: Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
@@ -26,6 +27,11 @@ impl Tx {
     /// Makes the transaction's changes durable and visible.
     pub async fn commit(self) -> Result<()> {
         Ok(self.inner.commit().await?)
+    }
+
+    /// The database flavour it runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Abandons the transaction's changes.
@@ -100,7 +106,7 @@ impl Db {
         let pool = match dialect {
             Dialect::Sqlite => {
                 pool_options
-                    .max_connections(8)
+                    .max_connections(4)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
@@ -154,6 +160,7 @@ impl Db {
         };
         Ok(Tx {
             inner,
+            dialect: self.dialect,
             _writer: writer,
         })
     }

@@ -149,8 +149,8 @@ CREATE TABLE secrets (
     updated_at   BIGINT NOT NULL
 );
 
--- The audit trail: append-only, hash-chained. `audit_head` holds the chain's tip; appends lock
--- it, so the chain never forks.
+-- The audit trail: append-only, hash-chained. `audit_head` holds the chain's tip (kept by a
+-- trigger); appends lock its row first, so the chain never forks.
 CREATE TABLE audit_events (
     seq        BIGINT PRIMARY KEY,
     at         BIGINT NOT NULL,
@@ -173,6 +173,14 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash)
 VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 
+CREATE FUNCTION audit_head_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_events
+FOR EACH ROW EXECUTE FUNCTION audit_head_follow();
 CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit events are append-only';

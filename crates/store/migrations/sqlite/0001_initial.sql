@@ -149,8 +149,8 @@ CREATE TABLE secrets (
     updated_at   BIGINT NOT NULL
 );
 
--- The audit trail: append-only, hash-chained. `audit_head` holds the chain's tip; appends lock
--- it, so the chain never forks.
+-- The audit trail: append-only, hash-chained. `audit_head` holds the chain's tip (kept by a
+-- trigger); appends read it under the write lock, so the chain never forks.
 CREATE TABLE audit_events (
     seq        BIGINT PRIMARY KEY,
     at         BIGINT NOT NULL,
@@ -173,6 +173,8 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash)
 VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 
+CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_events
+BEGIN UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1; END;
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
