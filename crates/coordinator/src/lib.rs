@@ -9,6 +9,7 @@ mod auth_failures;
 mod error;
 mod identity;
 mod page;
+mod task_writer;
 mod tasks;
 
 pub use error::{CoordError, Result};
@@ -25,12 +26,15 @@ pub struct Coordinator {
     db: Db,
     bus: Bus,
     auth_failures: std::sync::Arc<auth_failures::AuthFailures>,
+    task_writer: task_writer::TaskWriter,
 }
 
 impl Coordinator {
-    /// A coordinator over the given database and bus.
+    /// A coordinator over the given database and bus. Starts its task writer on the current
+    /// Tokio runtime, so call it from inside one.
     pub fn new(db: Db, bus: Bus) -> Coordinator {
         Coordinator {
+            task_writer: task_writer::TaskWriter::start(db.clone()),
             db,
             bus,
             auth_failures: Default::default(),

@@ -84,31 +84,8 @@ impl Coordinator {
         if let Some(key) = &request.idempotency_key {
             validate_idempotency_key(key)?;
         }
-        let task_id = Id::generate(IdKind::Task)
-            .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
-        let mut tx = self.db.begin().await?;
-        // Claim the idempotency key before creating anything: of concurrent requests with one
-        // key, exactly one claims it; the others wait for its commit and return its task.
-        if let Some(key) = &request.idempotency_key
-            && let Some(existing) = task_store::claim_idempotency_key(
-                &mut tx,
-                &user.user_id,
-                key,
-                &task_id,
-                IDEMPOTENCY_WINDOW,
-            )
-            .await?
-        {
-            let task = task_store::get_in(&mut tx, &existing)
-                .await?
-                .ok_or(CoordError::NotFound("task"))?;
-            tx.commit().await?;
-            return Ok((task, false));
-        }
         if let Some(env) = &request.environment
-            && store::environments::find_name(&mut tx, env)
-                .await?
-                .is_none()
+            && !store::environments::exists(&self.db, env).await?
         {
             return Err(CoordError::invalid(
                 "unknown_environment",
@@ -117,7 +94,8 @@ impl Coordinator {
         }
         let now = Timestamp::now();
         let task = Task {
-            task_id,
+            task_id: Id::generate(IdKind::Task)
+                .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?,
             user_id: user.user_id.clone(),
             kind: request.input.kind(),
             input: request.input.text().to_owned(),
@@ -130,8 +108,14 @@ impl Coordinator {
             result: None,
             error: None,
         };
-        task_store::insert(&mut tx, &task).await?;
-        tx.commit().await?;
+        match &request.idempotency_key {
+            Some(key) => {
+                if let Some(first) = self.create_once(&task, key).await? {
+                    return Ok((first, false));
+                }
+            }
+            None => self.task_writer.write(task.clone()).await?,
+        }
         if task.status == TaskStatus::Queued
             && let Err(e) = self.bus.notify_work(&task.task_id).await
         {
@@ -139,6 +123,31 @@ impl Coordinator {
             tracing::warn!(task_id = %task.task_id, error = %e, "could not publish wake-up");
         }
         Ok((task, true))
+    }
+
+    /// Stores `task` unless its owner already used `key` within the window; then returns the
+    /// task that use created. Claiming the key comes first: of concurrent requests with one key,
+    /// exactly one claims it; the others wait for its commit and return its task.
+    async fn create_once(&self, task: &Task, key: &str) -> Result<Option<Task>> {
+        let mut tx = self.db.begin().await?;
+        let claimed = task_store::claim_idempotency_key(
+            &mut tx,
+            &task.user_id,
+            key,
+            &task.task_id,
+            IDEMPOTENCY_WINDOW,
+        )
+        .await?;
+        if let Some(existing) = claimed {
+            let first = task_store::get_in(&mut tx, &existing)
+                .await?
+                .ok_or(CoordError::NotFound("task"))?;
+            tx.commit().await?;
+            return Ok(Some(first));
+        }
+        task_store::insert(&mut tx, task).await?;
+        tx.commit().await?;
+        Ok(None)
     }
 
     /// A task, if `user` may see it.

@@ -7,10 +7,11 @@
 
 use domain::{AuditEvent, Id, Timestamp};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::db::{Dialect, Tx};
 use crate::error::{Result, StoreError};
+use crate::rows;
 
 /// `prev_hash` of the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -70,6 +71,17 @@ pub fn event_hash(
 
 /// Appends `event` to the chain inside `tx` and returns it as stored.
 pub async fn append(tx: &mut Tx, event: NewAuditEvent<'_>) -> Result<AuditEvent> {
+    let mut stored = append_many(tx, vec![event]).await?;
+    stored
+        .pop()
+        .ok_or_else(|| StoreError::Other("audit append stored nothing".to_owned()))
+}
+
+/// Appends `events`, in order, to the chain inside `tx` with one read of the tip and one insert.
+pub async fn append_many(tx: &mut Tx, events: Vec<NewAuditEvent<'_>>) -> Result<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     // Reading the tip under a lock serialises appends: Postgres locks the head row until commit;
     // SQLite transactions here hold the database's write lock from their start.
     let head_sql = match tx.dialect() {
@@ -77,44 +89,52 @@ pub async fn append(tx: &mut Tx, event: NewAuditEvent<'_>) -> Result<AuditEvent>
         Dialect::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
     };
     let head = sqlx::query(head_sql).fetch_one(&mut **tx).await?;
-    let seq: i64 = head.try_get::<i64, _>("seq")? + 1;
-    let prev_hash: String = head.try_get("hash")?;
+    let mut seq: i64 = head.try_get("seq")?;
+    let mut prev_hash: String = head.try_get("hash")?;
     let at = Timestamp::now();
-    let data_text = event.data.to_string();
-    let hash = event_hash(
-        seq,
-        at,
-        event.kind,
-        event.actor.map(Id::as_str),
-        event.task_id.map(Id::as_str),
-        &event.data,
-        &prev_hash,
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let hash = event_hash(
+            seq,
+            at,
+            event.kind,
+            event.actor.map(Id::as_str),
+            event.task_id.map(Id::as_str),
+            &event.data,
+            &prev_hash,
+        );
+        stored.push(AuditEvent {
+            seq,
+            at,
+            kind: event.kind.to_owned(),
+            actor: event.actor.cloned(),
+            task_id: event.task_id.cloned(),
+            data: event.data,
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    let sql = format!(
+        "INSERT INTO audit_events (seq, at, type, actor, task_id, data, prev_hash, hash) VALUES {}",
+        rows::values_placeholders(stored.len(), 8)
     );
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, type, actor, task_id, data, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq)
-    .bind(at.as_millis())
-    .bind(event.kind)
-    .bind(event.actor.map(Id::as_str))
-    .bind(event.task_id.map(Id::as_str))
-    .bind(&data_text)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    // The `audit_head_follows` trigger moved the tip to this event.
-    Ok(AuditEvent {
-        seq,
-        at,
-        kind: event.kind.to_owned(),
-        actor: event.actor.cloned(),
-        task_id: event.task_id.cloned(),
-        data: event.data,
-        prev_hash,
-        hash,
-    })
+    let data_texts: Vec<String> = stored.iter().map(|e| e.data.to_string()).collect();
+    let mut insert = sqlx::query(AssertSqlSafe(sql));
+    for (e, data) in stored.iter().zip(&data_texts) {
+        insert = insert
+            .bind(e.seq)
+            .bind(e.at.as_millis())
+            .bind(e.kind.as_str())
+            .bind(e.actor.as_ref().map(Id::as_str))
+            .bind(e.task_id.as_ref().map(Id::as_str))
+            .bind(data.as_str())
+            .bind(e.prev_hash.as_str())
+            .bind(e.hash.as_str());
+    }
+    insert.execute(&mut **tx).await?;
+    // The `audit_head_follows` trigger moved the tip to the last event.
+    Ok(stored)
 }
 
 /// Reads events with `seq > after_seq`, oldest first, at most `limit`, optionally filtered.

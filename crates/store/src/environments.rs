@@ -1,14 +1,13 @@
 //! Environments: named bundles of egress hosts and secrets a task may use.
 
-use crate::db::Tx;
+use crate::db::Db;
 use crate::error::Result;
 
-/// The environment's name if it exists.
-pub async fn find_name(tx: &mut Tx, name: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await?,
-    )
+/// Whether an environment named `name` exists.
+pub async fn exists(db: &Db, name: &str) -> Result<bool> {
+    let found: Option<String> = sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
 }

@@ -1,7 +1,7 @@
 //! Errors of the database layer.
 
 /// What went wrong talking to the database.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached, or the connection broke. Callers answer 503.
     #[error("database unavailable: {0}")]

@@ -59,3 +59,36 @@ pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool> {
     let v: i64 = row.try_get(col)?;
     Ok(v != 0)
 }
+
+/// `($1, $2), ($3, $4)`-style placeholders for a multi-row `VALUES` of `rows` rows of `cols`
+/// columns. Only numbers go into the SQL; values are bound.
+pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(
+            super::values_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(super::values_placeholders(1, 1), "($1)");
+    }
+}

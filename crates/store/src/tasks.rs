@@ -10,8 +10,8 @@ use std::time::Duration;
 use domain::{
     Id, RiskTier, Task, TaskError, TaskKind, TaskResult, TaskStatus, Timestamp, TransitionError,
 };
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::{self, NewAuditEvent};
 use crate::db::{Db, Dialect, Tx};
@@ -79,41 +79,54 @@ fn row_to_task(row: &AnyRow) -> Result<Task> {
 
 /// Stores a new task as given (its status decided by the caller) and audits `task.created`.
 pub async fn insert(tx: &mut Tx, task: &Task) -> Result<()> {
-    sqlx::query(
+    insert_many(tx, std::slice::from_ref(task)).await
+}
+
+/// Stores new tasks with one insert for the tasks and one for their `task.created` events.
+pub async fn insert_many(tx: &mut Tx, tasks: &[Task]) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
         "INSERT INTO tasks (task_id, user_id, kind, input, environment, status, risk_tier,
-            approval_id, error_code, error_message, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(task.task_id.as_str())
-    .bind(task.user_id.as_str())
-    .bind(task.kind.as_str())
-    .bind(&task.input)
-    .bind(task.environment.as_deref())
-    .bind(task.status.as_str())
-    .bind(task.risk_tier.map(RiskTier::as_str))
-    .bind(task.approval_id.as_ref().map(Id::as_str))
-    .bind(task.error.as_ref().map(|e| e.code.as_str()))
-    .bind(task.error.as_ref().map(|e| e.message.as_str()))
-    .bind(task.created_at.as_millis())
-    .bind(task.updated_at.as_millis())
-    .execute(&mut **tx)
-    .await?;
-    audit::append(
-        tx,
-        NewAuditEvent::new(
-            "task.created",
-            serde_json::json!({
-                "kind": task.kind,
-                "input": task.input,
-                "environment": task.environment,
-                "status": task.status,
-                "risk_tier": task.risk_tier,
-            }),
-        )
-        .actor(&task.user_id)
-        .task(&task.task_id),
-    )
-    .await?;
+            approval_id, error_code, error_message, created_at, updated_at) VALUES {}",
+        rows::values_placeholders(tasks.len(), 12)
+    );
+    let mut insert = sqlx::query(AssertSqlSafe(sql));
+    for task in tasks {
+        insert = insert
+            .bind(task.task_id.as_str())
+            .bind(task.user_id.as_str())
+            .bind(task.kind.as_str())
+            .bind(task.input.as_str())
+            .bind(task.environment.as_deref())
+            .bind(task.status.as_str())
+            .bind(task.risk_tier.map(RiskTier::as_str))
+            .bind(task.approval_id.as_ref().map(Id::as_str))
+            .bind(task.error.as_ref().map(|e| e.code.as_str()))
+            .bind(task.error.as_ref().map(|e| e.message.as_str()))
+            .bind(task.created_at.as_millis())
+            .bind(task.updated_at.as_millis());
+    }
+    insert.execute(&mut **tx).await?;
+    let events = tasks
+        .iter()
+        .map(|task| {
+            NewAuditEvent::new(
+                "task.created",
+                serde_json::json!({
+                    "kind": task.kind,
+                    "input": task.input,
+                    "environment": task.environment,
+                    "status": task.status,
+                    "risk_tier": task.risk_tier,
+                }),
+            )
+            .actor(&task.user_id)
+            .task(&task.task_id)
+        })
+        .collect();
+    audit::append_many(tx, events).await?;
     Ok(())
 }
 
