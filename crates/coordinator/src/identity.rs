@@ -124,14 +124,8 @@ impl Coordinator {
             }
             other => other?,
         };
-        audit::append(
-            &mut tx,
-            NewAuditEvent::new(
-                "org.created",
-                serde_json::json!({"org_id": org.org_id, "name": org.name}),
-            ),
-        )
-        .await?;
+        let data = serde_json::json!({"org_id": org.org_id, "name": org.name});
+        record(&mut tx, None, "org.created", data).await?;
         let admin = create_user_in(&mut tx, None, &admin_name, Role::Admin).await?;
         let token = issue_token_in(&mut tx, None, &admin.user_id, None).await?;
         let link = issue_code_in(
@@ -271,7 +265,7 @@ impl Coordinator {
                             "previous_minute_unlogged_failures": suppressed,
                         }),
                     );
-                    audit::append(&mut tx, with_actor(event, user_id.as_ref())).await?;
+                    audit::append(&mut tx, event.by(user_id.as_ref())).await?;
                     tx.commit().await?;
                 }
                 Err(CoordError::Unauthenticated(
@@ -318,15 +312,11 @@ impl Coordinator {
         }
         if let Some(role) = patch.role.filter(|r| *r != user.role) {
             users::set_role(&mut tx, user_id, role).await?;
-            audit::append(
+            record(
                 &mut tx,
-                with_actor(
-                    NewAuditEvent::new(
-                        "user.role_changed",
-                        serde_json::json!({"user_id": user_id, "from": user.role, "to": role}),
-                    ),
-                    actor.user_id(),
-                ),
+                actor.user_id(),
+                "user.role_changed",
+                serde_json::json!({"user_id": user_id, "from": user.role, "to": role}),
             )
             .await?;
         }
@@ -335,27 +325,17 @@ impl Coordinator {
                 let canceled =
                     crate::tasks::cancel_all_in(&mut tx, user_id, actor.user_id(), "user_disabled")
                         .await?;
-                audit::append(
+                record(
                     &mut tx,
-                    with_actor(
-                        NewAuditEvent::new(
-                            "user.disabled",
-                            serde_json::json!({"user_id": user_id, "canceled_task_ids": canceled}),
-                        ),
-                        actor.user_id(),
-                    ),
+                    actor.user_id(),
+                    "user.disabled",
+                    serde_json::json!({"user_id": user_id, "canceled_task_ids": canceled}),
                 )
                 .await?;
             }
             Some(false) if users::enable(&mut tx, user_id).await? => {
-                audit::append(
-                    &mut tx,
-                    with_actor(
-                        NewAuditEvent::new("user.enabled", serde_json::json!({"user_id": user_id})),
-                        actor.user_id(),
-                    ),
-                )
-                .await?;
+                let data = serde_json::json!({"user_id": user_id});
+                record(&mut tx, actor.user_id(), "user.enabled", data).await?;
             }
             _ => {}
         }
@@ -367,11 +347,15 @@ impl Coordinator {
     }
 }
 
-fn with_actor<'a>(event: NewAuditEvent<'a>, actor: Option<&'a Id>) -> NewAuditEvent<'a> {
-    match actor {
-        Some(a) => event.actor(a),
-        None => event,
-    }
+/// Appends an audit event of `kind` by `actor` (None: the operator) inside `tx`.
+async fn record(
+    tx: &mut store::Tx,
+    actor: Option<&Id>,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<()> {
+    audit::append(tx, NewAuditEvent::new(kind, data).by(actor)).await?;
+    Ok(())
 }
 
 async fn create_user_in(
@@ -381,17 +365,8 @@ async fn create_user_in(
     role: Role,
 ) -> Result<User> {
     let user = users::insert(tx, name, role).await?;
-    audit::append(
-        tx,
-        with_actor(
-            NewAuditEvent::new(
-                "user.created",
-                serde_json::json!({"user_id": user.user_id, "name": user.name, "role": user.role}),
-            ),
-            actor,
-        ),
-    )
-    .await?;
+    let data = serde_json::json!({"user_id": user.user_id, "name": user.name, "role": user.role});
+    record(tx, actor, "user.created", data).await?;
     Ok(user)
 }
 
@@ -402,17 +377,7 @@ async fn issue_token_in(
     expires_at: Option<Timestamp>,
 ) -> Result<IssuedToken> {
     let token = users::issue_token(tx, user_id, expires_at).await?;
-    audit::append(
-        tx,
-        with_actor(
-            NewAuditEvent::new(
-                "token.created",
-                serde_json::json!({"user_id": user_id, "token_id": token.token_id, "expires_at": expires_at}),
-            ),
-            actor,
-        ),
-    )
-    .await?;
+    record(tx, actor, "token.created", serde_json::json!({"user_id": user_id, "token_id": token.token_id, "expires_at": expires_at})).await?;
     Ok(token)
 }
 
@@ -427,18 +392,14 @@ async fn issue_code_in(
         CodeKind::Invite(role) => ("invite", Some(*role), None),
         CodeKind::Link(user) => ("link", None, Some(user.clone())),
     };
-    audit::append(
+    record(
         tx,
-        with_actor(
-            NewAuditEvent::new(
-                "invite.created",
-                serde_json::json!({
-                    "code_ref": code.code_ref, "kind": kind_name, "role": role,
-                    "user_id": user_id, "expires_at": expires_at,
-                }),
-            ),
-            actor,
-        ),
+        actor,
+        "invite.created",
+        serde_json::json!({
+            "code_ref": code.code_ref, "kind": kind_name, "role": role,
+            "user_id": user_id, "expires_at": expires_at,
+        }),
     )
     .await?;
     Ok(code)

@@ -92,22 +92,15 @@ impl Coordinator {
                 format!("there is no environment named {env:?}"),
             ));
         }
-        let now = Timestamp::now();
-        let task = Task {
-            task_id: Id::generate(IdKind::Task)
-                .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?,
-            user_id: user.user_id.clone(),
-            kind: request.input.kind(),
-            input: request.input.text().to_owned(),
-            environment: request.environment,
-            status: TaskStatus::Queued,
-            risk_tier: None,
-            approval_id: None,
-            created_at: now,
-            updated_at: now,
-            result: None,
-            error: None,
-        };
+        let task_id = Id::generate(IdKind::Task)
+            .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
+        let task = Task::queued(
+            task_id,
+            user.user_id.clone(),
+            request.input,
+            request.environment,
+            Timestamp::now(),
+        );
         match &request.idempotency_key {
             Some(key) => {
                 if let Some(first) = self.create_once(&task, key).await? {

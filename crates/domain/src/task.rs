@@ -79,3 +79,31 @@ pub struct Task {
     pub result: Option<TaskResult>,
     pub error: Option<TaskError>,
 }
+
+impl Task {
+    /// A new task of `user_id` for `input`, QUEUED, unclassified, created at `now`.
+    pub fn queued(
+        task_id: Id,
+        user_id: Id,
+        input: TaskInput,
+        environment: Option<String>,
+        now: Timestamp,
+    ) -> Task {
+        Task {
+            task_id,
+            user_id,
+            kind: input.kind(),
+            input: match input {
+                TaskInput::Command(s) | TaskInput::Prompt(s) => s,
+            },
+            environment,
+            status: TaskStatus::Queued,
+            risk_tier: None,
+            approval_id: None,
+            created_at: now,
+            updated_at: now,
+            result: None,
+            error: None,
+        }
+    }
+}

@@ -46,6 +46,12 @@ impl<'a> NewAuditEvent<'a> {
         self
     }
 
+    /// Sets the acting user when there is one (the CLI acts as the operator, with no user).
+    pub fn by(mut self, actor: Option<&'a Id>) -> Self {
+        self.actor = actor;
+        self
+    }
+
     /// Sets the task concerned.
     pub fn task(mut self, task_id: &'a Id) -> Self {
         self.task_id = Some(task_id);

@@ -3,19 +3,10 @@
 
 use std::time::Duration;
 
-use coordinator::NewTask;
-use domain::{Role, TaskInput, TaskStatus};
+use domain::{Role, TaskStatus};
 use store::bus::Bus;
 
-use crate::support::{Fixture, PrivateRedis};
-
-fn command(text: &str) -> NewTask {
-    NewTask {
-        input: TaskInput::Command(text.to_owned()),
-        environment: None,
-        idempotency_key: None,
-    }
-}
+use crate::support::{Fixture, PrivateRedis, command};
 
 #[tokio::test]
 async fn killing_redis_loses_no_task() {

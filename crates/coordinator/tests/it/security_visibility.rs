@@ -2,19 +2,11 @@
 //! same answer as for a task that does not exist — and the attempt is audited.
 
 use coordinator::{Actor, CoordError, NewTask, Page, TaskQuery, UserPatch};
-use domain::{Id, Role, TaskInput, TaskStatus};
+use domain::{Id, Role, TaskStatus};
 use store::audit::{self, AuditFilter};
 use store::bus::Bus;
 
-use crate::support::Fixture;
-
-fn command(text: &str) -> NewTask {
-    NewTask {
-        input: TaskInput::Command(text.to_owned()),
-        environment: None,
-        idempotency_key: None,
-    }
-}
+use crate::support::{Fixture, command};
 
 #[tokio::test]
 async fn another_members_task_is_not_found_and_the_attempt_is_audited() {

@@ -4,8 +4,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::{Actor, Coordinator};
-use domain::{Role, User};
+use coordinator::{Actor, Coordinator, NewTask};
+use domain::{Role, TaskInput, User};
 use store::Db;
 use store::bus::Bus;
 
@@ -114,5 +114,14 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A request for a command task without environment or idempotency key.
+pub fn command(text: &str) -> NewTask {
+    NewTask {
+        input: TaskInput::Command(text.to_owned()),
+        environment: None,
+        idempotency_key: None,
     }
 }

@@ -4,7 +4,7 @@
 //! Postgres; [`TestDb::postgres`] always does. Each Postgres test gets its own schema, so test
 //! binaries running at once never see each other's rows.
 
-use domain::{Id, IdKind, Role, Task, TaskInput, TaskStatus, Timestamp, User};
+use domain::{Id, IdKind, Role, Task, TaskInput, Timestamp, User};
 use store::Db;
 
 /// A migrated database that lives as long as the value.
@@ -73,22 +73,13 @@ pub async fn user(db: &Db, name: &str, role: Role) -> User {
 
 /// Creates a QUEUED command task for `user`.
 pub async fn queued_task(db: &Db, user: &User, command: &str) -> Task {
-    let now = Timestamp::now();
-    let input = TaskInput::Command(command.to_owned());
-    let task = Task {
-        task_id: Id::generate(IdKind::Task).unwrap(),
-        user_id: user.user_id.clone(),
-        kind: input.kind(),
-        input: command.to_owned(),
-        environment: None,
-        status: TaskStatus::Queued,
-        risk_tier: None,
-        approval_id: None,
-        created_at: now,
-        updated_at: now,
-        result: None,
-        error: None,
-    };
+    let task = Task::queued(
+        Id::generate(IdKind::Task).unwrap(),
+        user.user_id.clone(),
+        TaskInput::Command(command.to_owned()),
+        None,
+        Timestamp::now(),
+    );
     let mut tx = db.begin().await.unwrap();
     store::tasks::insert(&mut tx, &task).await.unwrap();
     tx.commit().await.unwrap();
