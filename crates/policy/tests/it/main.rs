@@ -1,0 +1,1 @@
+//! The policy crate's integration tests: one binary, scenario-named modules.
