@@ -5,14 +5,19 @@
 //! both call these functions, so each rule — who may see a task, who may create a user, what a
 //! valid task looks like — has exactly one home.
 
+mod approvals;
 mod auth_failures;
 mod error;
+mod gate;
+mod governance;
 mod identity;
 mod page;
 mod task_writer;
 mod tasks;
 
 pub use error::{CoordError, Result};
+pub use gate::Explanation;
+pub use governance::{Emergency, EmergencyOutcome};
 pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;
 pub use tasks::{NewTask, TaskQuery};

@@ -11,7 +11,7 @@
 //! cannot fail for one task alone (ids are random, the rows are validated beforehand), so a
 //! failure is the database's, not a request's.
 
-use domain::Task;
+use store::tasks::TaskRecord;
 use store::{Db, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,7 +22,7 @@ const QUEUE: usize = 4096;
 
 /// One task waiting to be stored, and who to tell.
 struct Job {
-    task: Task,
+    record: TaskRecord,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -40,12 +40,12 @@ impl TaskWriter {
         TaskWriter { jobs }
     }
 
-    /// Stores `task` and audits it; returns once it is committed.
-    pub(crate) async fn write(&self, task: Task) -> Result<(), StoreError> {
+    /// Stores the task (with its approval) and audits it; returns once it is committed.
+    pub(crate) async fn write(&self, record: TaskRecord) -> Result<(), StoreError> {
         let (done, result) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the task writer has stopped".to_owned());
         self.jobs
-            .send(Job { task, done })
+            .send(Job { record, done })
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -55,10 +55,10 @@ impl TaskWriter {
 async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let tasks: Vec<Task> = batch.iter().map(|job| job.task.clone()).collect();
-        let result = write_batch(&db, &tasks).await;
+        let records: Vec<TaskRecord> = batch.iter().map(|job| job.record.clone()).collect();
+        let result = write_batch(&db, &records).await;
         if let Err(e) = &result {
-            tracing::warn!(error = %e, tasks = tasks.len(), "could not store a batch of tasks");
+            tracing::warn!(error = %e, tasks = records.len(), "could not store a batch of tasks");
         }
         for job in batch.drain(..) {
             // The caller may have gone away (client disconnected); the task is stored anyway.
@@ -67,8 +67,8 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-async fn write_batch(db: &Db, tasks: &[Task]) -> Result<(), StoreError> {
+async fn write_batch(db: &Db, records: &[TaskRecord]) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    store::tasks::insert_many(&mut tx, tasks).await?;
+    store::tasks::insert_many(&mut tx, records).await?;
     tx.commit().await
 }

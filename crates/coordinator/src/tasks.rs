@@ -4,13 +4,18 @@
 
 use std::time::Duration;
 
-use domain::{Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskInput, TaskStatus, Timestamp, User};
+use domain::{
+    Approval, Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskError, TaskInput, TaskStatus, Timestamp,
+    User,
+};
+use policy::decision::Verdict;
 use store::Tx;
-use store::audit::{self, NewAuditEvent};
-use store::tasks::{self as task_store, StatusChange, TaskFilter};
+use store::approvals::NewApproval;
+use store::tasks::{self as task_store, StatusChange, TaskFilter, TaskRecord};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
+use crate::gate::{Gated, Subject};
 use crate::page::Page;
 
 /// How long an `Idempotency-Key` is remembered.
@@ -77,37 +82,56 @@ fn validate_idempotency_key(key: &str) -> Result<()> {
 }
 
 impl Coordinator {
-    /// Creates a task for `user`. Returns the task and whether it was created now (false: an
-    /// earlier request with the same idempotency key made it).
+    /// Creates a task for `user`. A command is decided at once (CONTRACT.md "Task"): QUEUED when
+    /// allowed, WAITING_APPROVAL with a new approval, or FAILED when denied. Returns the task and
+    /// whether it was created now (false: an earlier request with the same idempotency key made
+    /// it).
     pub async fn create_task(&self, user: &User, request: NewTask) -> Result<(Task, bool)> {
         validate_input(&request.input)?;
         if let Some(key) = &request.idempotency_key {
             validate_idempotency_key(key)?;
         }
-        if let Some(env) = &request.environment
-            && !store::environments::exists(&self.db, env).await?
-        {
-            return Err(CoordError::invalid(
-                "unknown_environment",
-                format!("there is no environment named {env:?}"),
-            ));
-        }
         let task_id = Id::generate(IdKind::Task)
             .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
-        let task = Task::queued(
-            task_id,
-            user.user_id.clone(),
-            request.input,
-            request.environment,
-            Timestamp::now(),
-        );
+        let now = Timestamp::now();
+        let record = match &request.input {
+            TaskInput::Command(command) => {
+                let subject = Subject {
+                    role: user.role,
+                    bypass: user.bypass,
+                    tainted: false,
+                };
+                let gated = self
+                    .gate(subject, command, request.environment.as_deref())
+                    .await?;
+                decided_record(task_id, user, gated, now)?
+            }
+            TaskInput::Prompt(_) => {
+                if let Some(env) = &request.environment
+                    && store::environments::grants(&self.db, env).await?.is_none()
+                {
+                    return Err(CoordError::invalid(
+                        "unknown_environment",
+                        format!("there is no environment named {env:?}"),
+                    ));
+                }
+                TaskRecord::undecided(Task::queued(
+                    task_id,
+                    user.user_id.clone(),
+                    request.input,
+                    request.environment,
+                    now,
+                ))
+            }
+        };
+        let task = record.task.clone();
         match &request.idempotency_key {
             Some(key) => {
-                if let Some(first) = self.create_once(&task, key).await? {
+                if let Some(first) = self.create_once(&record, key).await? {
                     return Ok((first, false));
                 }
             }
-            None => self.task_writer.write(task.clone()).await?,
+            None => self.task_writer.write(record).await?,
         }
         if task.status == TaskStatus::Queued
             && let Err(e) = self.bus.notify_work(&task.task_id).await
@@ -118,10 +142,11 @@ impl Coordinator {
         Ok((task, true))
     }
 
-    /// Stores `task` unless its owner already used `key` within the window; then returns the
+    /// Stores the record unless its owner already used `key` within the window; then returns the
     /// task that use created. Claiming the key comes first: of concurrent requests with one key,
     /// exactly one claims it; the others wait for its commit and return its task.
-    async fn create_once(&self, task: &Task, key: &str) -> Result<Option<Task>> {
+    async fn create_once(&self, record: &TaskRecord, key: &str) -> Result<Option<Task>> {
+        let task = &record.task;
         let mut tx = self.db.begin().await?;
         let claimed = task_store::claim_idempotency_key(
             &mut tx,
@@ -138,7 +163,7 @@ impl Coordinator {
             tx.commit().await?;
             return Ok(Some(first));
         }
-        task_store::insert(&mut tx, task).await?;
+        task_store::insert(&mut tx, record).await?;
         tx.commit().await?;
         Ok(None)
     }
@@ -196,17 +221,8 @@ impl Coordinator {
         match task {
             Some(t) if may_see(user, &t) => Ok(t),
             Some(_) => {
-                let mut tx = self.db.begin().await?;
-                audit::append(
-                    &mut tx,
-                    NewAuditEvent::new(
-                        "access.denied",
-                        serde_json::json!({"resource": "task", "task_id": task_id}),
-                    )
-                    .actor(&user.user_id),
-                )
-                .await?;
-                tx.commit().await?;
+                self.deny_access(user, "task", task_id, Some(task_id))
+                    .await?;
                 Err(CoordError::NotFound("task"))
             }
             None => Err(CoordError::NotFound("task")),
@@ -214,18 +230,90 @@ impl Coordinator {
     }
 }
 
+/// The new task (and approval) a gate decision makes.
+fn decided_record(task_id: Id, user: &User, gated: Gated, now: Timestamp) -> Result<TaskRecord> {
+    let mut task = Task::queued(
+        task_id,
+        user.user_id.clone(),
+        TaskInput::Command(gated.action.clone()),
+        gated.grants.as_ref().map(|g| g.name.clone()),
+        now,
+    );
+    task.risk_tier = Some(gated.classification.tier);
+    let decision = Some(gated.audit_data());
+    let approval = match gated.decision.verdict {
+        Verdict::Allow => None,
+        Verdict::Deny => {
+            task.status = TaskStatus::Failed;
+            task.error = Some(TaskError {
+                code: gated.decision.error_code().to_owned(),
+                message: gated.rationale(),
+            });
+            None
+        }
+        Verdict::RequireApproval => {
+            let org_ttl = gated.approval_ttl;
+            let approval_id = Id::generate(IdKind::Approval)
+                .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
+            let (egress, secrets) = gated
+                .grants
+                .as_ref()
+                .map(|g| (g.egress.clone(), g.secrets.clone()))
+                .unwrap_or_default();
+            task.status = TaskStatus::WaitingApproval;
+            task.approval_id = Some(approval_id.clone());
+            Some(NewApproval {
+                action_hash: policy::binding::action_hash(
+                    &gated.action,
+                    task.environment.as_deref(),
+                    &egress,
+                    &secrets,
+                ),
+                grants: serde_json::json!({"egress": egress, "secrets": secrets}),
+                approval: Approval {
+                    approval_id,
+                    task_id: task.task_id.clone(),
+                    requested_by: user.user_id.clone(),
+                    risk_tier: gated.classification.tier,
+                    action: gated.action.clone(),
+                    environment: task.environment.clone(),
+                    rationale: gated.rationale(),
+                    decision: None,
+                    decided_by: None,
+                    created_at: now,
+                    expires_at: now.plus(org_ttl),
+                },
+            })
+        }
+    };
+    Ok(TaskRecord {
+        task,
+        decision,
+        approval,
+    })
+}
+
 /// Owners and admins see a task.
 fn may_see(user: &User, task: &Task) -> bool {
     task.user_id == user.user_id || user.role == Role::Admin
 }
 
-/// Cancels one task inside `tx`.
-async fn cancel_in(tx: &mut Tx, task_id: &Id, actor: Option<&Id>, reason: &str) -> Result<Task> {
+/// Cancels one task inside `tx`; its pending approval, if any, is recorded as EXPIRE.
+pub(crate) async fn cancel_in(
+    tx: &mut Tx,
+    task_id: &Id,
+    actor: Option<&Id>,
+    reason: &str,
+) -> Result<Task> {
     let change = StatusChange {
         reason: Some(reason.to_owned()),
         ..StatusChange::default()
     };
-    Ok(task_store::set_status(tx, task_id, TaskStatus::Canceled, change, actor).await?)
+    let canceled = task_store::set_status(tx, task_id, TaskStatus::Canceled, change, actor).await?;
+    if let Some(pending) = store::approvals::pending_of_task(tx, task_id).await? {
+        crate::approvals::expire_in(tx, &pending).await?;
+    }
+    Ok(canceled)
 }
 
 /// Cancels every non-terminal task of `user_id` inside `tx`; returns their ids.

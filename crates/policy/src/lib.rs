@@ -3,9 +3,11 @@
 //! - [`normalize`]: what untrusted or phone-typed text becomes before anything looks at it.
 //! - [`classify`]: the risk tier of a shell action, from parsing it with a real shell grammar and
 //!   a rule table kept as data (`rules/*.toml`). The tier never comes from the model.
+//! - [`binding`]: the hash an approval is bound to, so approving X never runs X′.
 //! - [`decision`]: the layered decision (SYSTEM_ENFORCED, ORG_DEFAULT, USER_OVERRIDE) over a tier
 //!   and its context: allow, ask a human, or deny. Deny by default; errors fail closed.
 
+pub mod binding;
 pub mod classify;
 pub mod decision;
 pub mod normalize;

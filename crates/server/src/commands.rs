@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use coordinator::{Actor, CoordError};
 
-use crate::cli::{InviteCreate, OrgInit, TokenCreate, UserCreate};
+use crate::cli::{InviteCreate, OrgInit, PolicyExplain, TokenCreate, UserCreate};
 use crate::config::Settings;
 use crate::http::code_json;
 use crate::services;
@@ -103,6 +103,32 @@ pub async fn token_create(settings: &Settings, args: &TokenCreate) -> Result<Exi
         .await?;
     services.db.close().await;
     print_json(&serde_json::json!({"token": token.token, "expires_at": token.expires_at}))
+}
+
+/// `agenticai policy explain`: exit 2 for an unknown user or environment (bad arguments).
+pub async fn policy_explain(
+    settings: &Settings,
+    args: &PolicyExplain,
+) -> Result<ExitCode, Failure> {
+    let services = services::open(settings).await?;
+    let explained = services
+        .coord
+        .explain(
+            Actor::Operator,
+            args.user.as_ref(),
+            &args.command_line(),
+            args.environment.as_deref(),
+        )
+        .await;
+    services.db.close().await;
+    match explained {
+        Ok(explanation) => print_json(&explanation),
+        Err(e @ (CoordError::NotFound(_) | CoordError::Invalid { .. })) => Err(Failure {
+            message: e.to_string(),
+            code: 2,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A contract command whose capability arrives in a later wave: a clear refusal, exit 2.

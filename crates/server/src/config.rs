@@ -81,6 +81,8 @@ pub const SETTINGS: &[SettingInfo] = &[
         "key that encrypts stored secrets; keep it off the data volume in production"),
     setting("audit_key_file", "AGENTICAI_AUDIT_KEY_FILE", Some("{data_dir}/audit.key"), false,
         "ed25519 key that signs audit checkpoints"),
+    setting("audit_checkpoint_every", "AGENTICAI_AUDIT_CHECKPOINT_EVERY", Some("1000"), false,
+        "a signed audit checkpoint every this many events (and within a minute of any new event)"),
     setting("telegram_bot_token", "AGENTICAI_TELEGRAM_BOT_TOKEN", None, true,
         "the org's bot; unset: Telegram off"),
     setting("telegram_api_url", "AGENTICAI_TELEGRAM_API_URL", Some("https://api.telegram.org"), false,
@@ -572,6 +574,8 @@ pub struct Settings {
     pub master_key_file: PathBuf,
     /// The ed25519 key file that signs audit checkpoints (`AGENTICAI_AUDIT_KEY_FILE`).
     pub audit_key_file: PathBuf,
+    /// A signed audit checkpoint after this many new events (`AGENTICAI_AUDIT_CHECKPOINT_EVERY`).
+    pub audit_checkpoint_every: u64,
     /// The bot token; `None`: Telegram off (`AGENTICAI_TELEGRAM_BOT_TOKEN`).
     pub telegram_bot_token: Option<Secret>,
     /// Bot API base without trailing `/` (`AGENTICAI_TELEGRAM_API_URL`).
@@ -1135,6 +1139,16 @@ fn parse_log(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A number of audit events between checkpoints: 1 to 1,000,000.
+fn parse_checkpoint_every(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of events from 1 to 1000000, got {s:?}"
+        )),
+    }
+}
+
 /// A plain path.
 fn parse_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
@@ -1162,6 +1176,8 @@ impl Settings {
         let listen = r.req("listen", parse_listen, show)?;
         let master_key_file = r.req("master_key_file", parse_path, |p| show_path(p))?;
         let audit_key_file = r.req("audit_key_file", parse_path, |p| show_path(p))?;
+        let audit_checkpoint_every =
+            r.req("audit_checkpoint_every", parse_checkpoint_every, show)?;
         let telegram_bot_token = r.opt("telegram_bot_token", parse_bot_token, show)?;
         let telegram_api_url = r.req("telegram_api_url", parse_http_url, String::clone)?;
         let telegram_mode = r.req("telegram_mode", str::parse::<TelegramMode>, show)?;
@@ -1187,6 +1203,7 @@ impl Settings {
             listen,
             master_key_file,
             audit_key_file,
+            audit_checkpoint_every,
             telegram_bot_token,
             telegram_api_url,
             telegram_mode,

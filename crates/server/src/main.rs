@@ -3,6 +3,8 @@
 //! Every command reads the same configuration, so the CLI and a running server share one
 //! database. See CONTRACT.md for the commands and README.md for a tour.
 
+mod audit_cmd;
+mod background;
 mod cli;
 mod commands;
 mod config;
@@ -72,13 +74,10 @@ async fn dispatch(command: Command, settings: &Settings) -> Result<ExitCode, Fai
         Command::User(UserCommand::Create(args)) => commands::user_create(settings, &args).await,
         Command::Token(TokenCommand::Create(args)) => commands::token_create(settings, &args).await,
         Command::Config(ConfigCommand::Check) => Ok(ExitCode::SUCCESS),
-        Command::Audit(AuditCommand::Verify) => {
-            commands::not_yet("audit verify", "the policy engine")
+        Command::Audit(AuditCommand::Verify) => audit_cmd::audit_verify(settings).await,
+        Command::Policy(PolicyCommand::Explain(args)) => {
+            commands::policy_explain(settings, &args).await
         }
-        Command::Policy(PolicyCommand::Explain(args)) => commands::not_yet(
-            &format!("policy explain -- {}", args.command_line()),
-            "the policy engine",
-        ),
         Command::Policy(PolicyCommand::Scan) => commands::not_yet("policy scan", "the agent loop"),
         Command::Chat => commands::not_yet("chat", "the agent loop"),
     }

@@ -3,6 +3,8 @@
 
 use tokio::net::TcpListener;
 
+use crate::audit_cmd;
+use crate::background;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::services;
@@ -12,11 +14,13 @@ use crate::services;
 pub async fn run(settings: &Settings) -> Result<(), String> {
     let services = services::open(settings).await?;
     let metrics = http::recorder().map_err(|e| format!("metrics: {e}"))?;
+    let audit_signer = audit_cmd::load_signer(settings)?;
     let state = AppState {
         coord: services.coord.clone(),
         objects: services.objects.clone(),
         features: settings.features,
         metrics,
+        audit_key: audit_signer.verifier(),
     };
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -45,6 +49,14 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         }
     });
     let server = tokio::spawn(server.into_future());
+    let expiry = background::spawn_approval_expiry(services.coord.clone(), stop_rx.clone());
+    let checkpointer = audit_cmd::spawn_checkpointer(
+        services.db.clone(),
+        services.objects.clone(),
+        audit_signer.clone(),
+        settings.audit_checkpoint_every,
+        stop_rx.clone(),
+    );
     shutdown_signal().await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
     let _ = stop_tx.send(true);
@@ -54,6 +66,15 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("grace period over; dropping remaining connections"),
     }
+    let _ = expiry.await;
+    let last_checkpoint = checkpointer.await.unwrap_or(0);
+    audit_cmd::final_checkpoint(
+        &services.db,
+        &services.objects,
+        &audit_signer,
+        last_checkpoint,
+    )
+    .await;
     services.db.close().await;
     tracing::info!("stopped");
     Ok(())

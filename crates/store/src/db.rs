@@ -107,6 +107,9 @@ impl Db {
             Dialect::Sqlite => {
                 pool_options
                     .max_connections(4)
+                    // A SQLite connection is a file handle: pinging it on every acquire (the
+                    // default) costs a round trip to its worker thread for nothing.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;

@@ -8,13 +8,17 @@
 pub mod bus;
 pub mod objects;
 
+pub mod approvals;
 pub mod audit;
+pub mod audit_checkpoint;
+pub mod audit_verify;
 mod db;
 pub mod environments;
 mod error;
 pub mod invites;
 mod migrate;
 pub mod org;
+pub mod policy;
 mod rows;
 pub mod tasks;
 pub mod users;

@@ -13,6 +13,7 @@ use domain::{
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::approvals::{self, NewApproval};
 use crate::audit::{self, NewAuditEvent};
 use crate::db::{Db, Dialect, Tx};
 use crate::error::{Result, StoreError};
@@ -77,23 +78,46 @@ fn row_to_task(row: &AnyRow) -> Result<Task> {
     })
 }
 
-/// Stores a new task as given (its status decided by the caller) and audits `task.created`.
-pub async fn insert(tx: &mut Tx, task: &Task) -> Result<()> {
-    insert_many(tx, std::slice::from_ref(task)).await
+/// A new task with what was decided about it at creation.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    /// The task, its status already decided.
+    pub task: Task,
+    /// The policy decision on its action (audited as `action.decided`), for command tasks.
+    pub decision: Option<serde_json::Value>,
+    /// The approval it waits for, when the decision asked a human.
+    pub approval: Option<NewApproval>,
 }
 
-/// Stores new tasks with one insert for the tasks and one for their `task.created` events.
-pub async fn insert_many(tx: &mut Tx, tasks: &[Task]) -> Result<()> {
-    if tasks.is_empty() {
+impl TaskRecord {
+    /// A task nothing was decided about yet (agent tasks are decided action by action).
+    pub fn undecided(task: Task) -> TaskRecord {
+        TaskRecord {
+            task,
+            decision: None,
+            approval: None,
+        }
+    }
+}
+
+/// Stores a new task and audits it.
+pub async fn insert(tx: &mut Tx, record: &TaskRecord) -> Result<()> {
+    insert_many(tx, std::slice::from_ref(record)).await
+}
+
+/// Stores new tasks, their approvals and their audit events (`task.created`, then
+/// `action.decided` and `approval.created` where present) with one insert per table.
+pub async fn insert_many(tx: &mut Tx, records: &[TaskRecord]) -> Result<()> {
+    if records.is_empty() {
         return Ok(());
     }
     let sql = format!(
         "INSERT INTO tasks (task_id, user_id, kind, input, environment, status, risk_tier,
             approval_id, error_code, error_message, created_at, updated_at) VALUES {}",
-        rows::values_placeholders(tasks.len(), 12)
+        rows::values_placeholders(records.len(), 12)
     );
     let mut insert = sqlx::query(AssertSqlSafe(sql));
-    for task in tasks {
+    for TaskRecord { task, .. } in records {
         insert = insert
             .bind(task.task_id.as_str())
             .bind(task.user_id.as_str())
@@ -109,9 +133,16 @@ pub async fn insert_many(tx: &mut Tx, tasks: &[Task]) -> Result<()> {
             .bind(task.updated_at.as_millis());
     }
     insert.execute(&mut **tx).await?;
-    let events = tasks
-        .iter()
-        .map(|task| {
+    let approvals: Vec<&NewApproval> = records.iter().filter_map(|r| r.approval.as_ref()).collect();
+    approvals::insert_many(tx, &approvals).await?;
+    let mut events = Vec::with_capacity(records.len());
+    for TaskRecord {
+        task,
+        decision,
+        approval,
+    } in records
+    {
+        events.push(
             NewAuditEvent::new(
                 "task.created",
                 serde_json::json!({
@@ -123,9 +154,36 @@ pub async fn insert_many(tx: &mut Tx, tasks: &[Task]) -> Result<()> {
                 }),
             )
             .actor(&task.user_id)
-            .task(&task.task_id)
-        })
-        .collect();
+            .task(&task.task_id),
+        );
+        if let Some(decision) = decision {
+            events.push(
+                NewAuditEvent::new("action.decided", decision.clone())
+                    .actor(&task.user_id)
+                    .task(&task.task_id),
+            );
+        }
+        if let Some(new) = approval {
+            let a = &new.approval;
+            events.push(
+                NewAuditEvent::new(
+                    "approval.created",
+                    serde_json::json!({
+                        "approval_id": a.approval_id,
+                        "risk_tier": a.risk_tier,
+                        "action": a.action,
+                        "environment": a.environment,
+                        "grants": new.grants,
+                        "action_hash": new.action_hash,
+                        "rationale": a.rationale,
+                        "expires_at": a.expires_at,
+                    }),
+                )
+                .actor(&task.user_id)
+                .task(&task.task_id),
+            );
+        }
+    }
     audit::append_many(tx, events).await?;
     Ok(())
 }
@@ -403,6 +461,37 @@ pub async fn active_ids_of_user(tx: &mut Tx, user_id: &Id) -> Result<Vec<Id>> {
     .bind(user_id.as_str())
     .fetch_all(&mut **tx)
     .await?;
+    ids.iter()
+        .map(|t| Id::parse(t).map_err(StoreError::corrupt))
+        .collect()
+}
+
+/// Non-terminal tasks of tier L1 or more, and running agent tasks (`cancel_risky_tasks`).
+pub async fn risky_active_ids(tx: &mut Tx) -> Result<Vec<Id>> {
+    ids(
+        tx,
+        "SELECT task_id FROM tasks
+         WHERE status IN ('QUEUED', 'RUNNING', 'WAITING_APPROVAL')
+           AND (risk_tier IN ('L1_MUTATING', 'L2_DESTRUCTIVE', 'L3_PRIVILEGED')
+                OR (kind = 'agent' AND status = 'RUNNING'))
+         ORDER BY created_at",
+    )
+    .await
+}
+
+/// Non-terminal tasks that use an environment (they hold grants).
+pub async fn active_ids_with_environment(tx: &mut Tx) -> Result<Vec<Id>> {
+    ids(
+        tx,
+        "SELECT task_id FROM tasks
+         WHERE status IN ('QUEUED', 'RUNNING', 'WAITING_APPROVAL') AND environment IS NOT NULL
+         ORDER BY created_at",
+    )
+    .await
+}
+
+async fn ids(tx: &mut Tx, sql: &'static str) -> Result<Vec<Id>> {
+    let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut **tx).await?;
     ids.iter()
         .map(|t| Id::parse(t).map_err(StoreError::corrupt))
         .collect()

@@ -1,6 +1,8 @@
 //! The coordinator's integration tests, against real SQLite/Postgres and Redis.
 
+mod governance_bypass;
 mod reliability_group_commit;
 mod reliability_redis_down;
+mod security_approvals;
 mod security_visibility;
 mod support;

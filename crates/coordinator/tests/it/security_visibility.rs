@@ -71,7 +71,8 @@ async fn another_members_task_is_not_found_and_the_attempt_is_audited() {
     .await
     .unwrap();
     assert_eq!(denied.len(), 2, "get and cancel attempts are both audited");
-    assert_eq!(denied[0].data["task_id"], task.task_id.as_str());
+    assert_eq!(denied[0].task_id.as_ref(), Some(&task.task_id));
+    assert_eq!(denied[0].data["resource"], "task");
 
     let mine = fx
         .coord

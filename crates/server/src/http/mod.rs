@@ -1,8 +1,10 @@
 //! The HTTP API (CONTRACT.md "HTTP API"): routes, shared state and the middleware every request
 //! passes through (body limit, request id, tracing, metrics).
 
+mod audit;
 mod error;
 mod extract;
+mod governance;
 mod health;
 mod metrics;
 mod openapi;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub objects: Objects,
     pub features: Features,
     pub metrics: PrometheusHandle,
+    /// Checks the signatures of audit checkpoints (the public half of the audit key).
+    pub audit_key: store::audit_checkpoint::Verifier,
 }
 
 impl AppState {
@@ -60,6 +64,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users", get(users::list))
         .route("/v1/users/{user_id}", patch(users::patch))
         .route("/v1/invites", post(users::create_invite))
+        .route("/v1/audit-events", get(audit::list))
+        .route("/v1/audit-events/verify", get(audit::verify))
+        .route("/v1/approvals", get(governance::list_approvals))
+        .route(
+            "/v1/approvals/{approval_id}/decision",
+            post(governance::decide),
+        )
+        .route(
+            "/v1/users/{user_id}/bypass-mode",
+            post(governance::set_bypass),
+        )
+        .route(
+            "/v1/org/policy",
+            get(governance::get_policy).put(governance::put_policy),
+        )
+        .route("/v1/org/emergency", post(governance::emergency))
+        .route("/v1/policy/explain", post(governance::explain))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -12,6 +12,7 @@ mod api_tasks;
 mod api_users;
 mod cli_commands;
 mod config_errors;
+mod governance_api;
 mod metrics_and_openapi;
 mod postgres_down_while_running;
 mod postgres_restart;

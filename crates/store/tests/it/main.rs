@@ -1,6 +1,7 @@
 //! The store crate's integration tests, one binary against real components (DESIGN.md, "Real
 //! components in tests").
 
+mod audit_verify;
 mod bus;
 mod database;
 mod db_audit;
