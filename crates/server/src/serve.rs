@@ -12,6 +12,9 @@ use crate::services;
 /// Runs until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish within the
 /// grace period, and closes the database.
 pub async fn run(settings: &Settings) -> Result<(), String> {
+    // Fail at start, not at the first decision, if the shipped policies do not load.
+    policy::decision::check_shipped_policies()
+        .map_err(|e| format!("the shipped policies do not load: {e}"))?;
     let services = services::open(settings).await?;
     let metrics = http::recorder().map_err(|e| format!("metrics: {e}"))?;
     let audit_signer = audit_cmd::load_signer(settings)?;

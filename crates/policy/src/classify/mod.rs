@@ -109,6 +109,32 @@ fn loaded() -> &'static Result<Rules, Vec<String>> {
 const MAX_LEN: usize = 256 * 1024;
 /// Deepest nesting of `sh -c`, heredocs to shells and the like.
 const MAX_DEPTH: usize = 8;
+/// Deepest bracket nesting parsed (deeper input is L2 unparsed: the walk must stay shallow).
+const MAX_NESTING: usize = 200;
+
+/// The deepest nesting of `(`, `{` and backticks, roughly (quotes are not tracked: this only
+/// bounds work, it decides nothing else).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max, mut tick) = (0usize, 0usize, false);
+    for c in text.chars() {
+        match c {
+            '(' | '{' => depth += 1,
+            ')' | '}' => depth = depth.saturating_sub(1),
+            '`' => {
+                tick = !tick;
+                if tick {
+                    depth += 1;
+                } else {
+                    depth = depth.saturating_sub(1);
+                }
+            }
+            _ => {}
+        }
+        max = max.max(depth);
+    }
+    max
+}
+
 /// Most reasons kept.
 const MAX_REASONS: usize = 40;
 
@@ -202,6 +228,13 @@ pub(crate) fn analyze_text(text: &str, ctx: &Ctx, acc: &mut Acc) {
         acc.raise(
             RiskTier::L2Destructive,
             "shell code is nested too deeply to classify (L2)".to_owned(),
+        );
+        return;
+    }
+    if nesting(text) > MAX_NESTING {
+        acc.raise(
+            RiskTier::L2Destructive,
+            "the command is nested too deeply to classify (L2)".to_owned(),
         );
         return;
     }

@@ -35,7 +35,7 @@ pub(crate) fn classify_str(text: &str, classes: &PathClasses) -> PathClass {
     }
     let segs = segments(text);
     let mut candidates = vec![segs.clone()];
-    if !segs.first().is_some_and(|s| s == "/" || s.starts_with('~')) {
+    if !segs.is_empty() && !segs.first().is_some_and(|s| s == "/" || s.starts_with('~')) {
         // Relative: also judge it as relative to the home directory.
         let mut h = vec!["~".to_owned()];
         h.extend(segs.iter().cloned());

@@ -158,15 +158,31 @@ pub(crate) fn ssh(prog: &Program, args: &[Word], stdin: &Stdin, ctx: &Ctx, acc: 
         true,
         None,
     );
-    let Some((host, cmd)) = p.positionals.split_first() else {
+    let Some((host, mut cmd)) = p.positionals.split_first() else {
         return;
     };
+    // OpenSSH also reads options right after the host (`ssh host -N -L …`).
+    let mut forwarding_only = p.flags.iter().any(|f| f.name == "-N");
+    while let Some((w, rest)) = cmd.split_first() {
+        if w.dynamic || !w.text.starts_with('-') || w.text == "-" {
+            break;
+        }
+        if w.text.contains('N') && !w.text.starts_with("--") {
+            forwarding_only = true;
+        }
+        let takes = w.text.len() == 2 && prog.value_flags.iter().any(|f| *f == w.text);
+        cmd = if takes {
+            rest.get(1..).unwrap_or(&[])
+        } else {
+            rest
+        };
+    }
     let remote = Ctx {
         remote: true,
         ..ctx.nested()
     };
     if cmd.is_empty() {
-        if p.flags.iter().any(|f| f.name == "-N") {
+        if forwarding_only {
             return;
         }
         from_stdin(&format!("ssh {}", host.source), stdin, &remote, acc);

@@ -15,9 +15,9 @@ use super::{Acc, Ctx};
 /// Classifies everything under `root`.
 pub(crate) fn walk(root: Node, src: &str, ctx: &Ctx, acc: &mut Acc) {
     let functions = collect_functions(root, src);
-    let mut stack = vec![root];
+    let mut stack: Vec<(Node, Option<Node>)> = vec![(root, None)];
     let mut parse_error_seen = false;
-    while let Some(node) = stack.pop() {
+    while let Some((node, parent)) = stack.pop() {
         if (node.is_error() || node.is_missing()) && !parse_error_seen {
             parse_error_seen = true;
             let what = if node.is_missing() {
@@ -34,7 +34,7 @@ pub(crate) fn walk(root: Node, src: &str, ctx: &Ctx, acc: &mut Acc) {
             );
         }
         match node.kind() {
-            "command" => command(node, src, ctx, &functions, acc),
+            "command" => command(node, parent, src, ctx, &functions, acc),
             "command_substitution" => acc.raise(
                 RiskTier::L2Destructive,
                 format!(
@@ -64,7 +64,7 @@ pub(crate) fn walk(root: Node, src: &str, ctx: &Ctx, acc: &mut Acc) {
         let n = node.child_count();
         for i in (0..n).rev() {
             if let Some(c) = node.child(i) {
-                stack.push(c);
+                stack.push((c, Some(node)));
             }
         }
     }
@@ -147,7 +147,14 @@ fn function(node: Node, src: &str, acc: &mut Acc) {
     }
 }
 
-fn command(node: Node, src: &str, ctx: &Ctx, functions: &[String], acc: &mut Acc) {
+fn command(
+    node: Node,
+    parent: Option<Node>,
+    src: &str,
+    ctx: &Ctx,
+    functions: &[String],
+    acc: &mut Acc,
+) {
     let mut argv: Vec<Word> = Vec::new();
     let mut own_redirects = Vec::new();
     let n = node.child_count();
@@ -159,20 +166,26 @@ fn command(node: Node, src: &str, ctx: &Ctx, functions: &[String], acc: &mut Acc
             _ => {}
         }
     }
-    let stdin = stdin_of(node, &own_redirects, src);
+    let stdin = stdin_of(node, parent, &own_redirects, src);
     classify_argv(&argv, &stdin, ctx, functions, acc);
 }
 
-/// What feeds the standard input of the command `node`.
-fn stdin_of(node: Node, own: &[Node], src: &str) -> Stdin {
+/// What feeds the standard input of the command `node` (whose parent the walk already knows:
+/// `Node::parent` costs the depth of the tree, which a long `a && b && …` makes large).
+fn stdin_of(node: Node, first_parent: Option<Node>, own: &[Node], src: &str) -> Stdin {
     for r in own {
         if let Some(s) = redirect_stdin(*r, src) {
             return s;
         }
     }
     let mut cur = node;
+    let mut known = Some(first_parent);
     for _ in 0..64 {
-        let Some(parent) = cur.parent() else { break };
+        let parent = match known.take() {
+            Some(p) => p,
+            None => cur.parent(),
+        };
+        let Some(parent) = parent else { break };
         match parent.kind() {
             "redirected_statement" => {
                 let is_body = parent
@@ -230,7 +243,7 @@ fn stdin_of(node: Node, own: &[Node], src: &str) -> Stdin {
                 }
                 break;
             }
-            "subshell" | "compound_statement" | "list" | "do_group" | "negated_command" => {}
+            "subshell" | "compound_statement" | "do_group" | "negated_command" => {}
             _ => break,
         }
         cur = parent;

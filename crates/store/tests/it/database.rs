@@ -81,7 +81,9 @@ pub async fn queued_task(db: &Db, user: &User, command: &str) -> Task {
         Timestamp::now(),
     );
     let mut tx = db.begin().await.unwrap();
-    store::tasks::insert(&mut tx, &task).await.unwrap();
+    store::tasks::insert(&mut tx, &store::tasks::TaskRecord::undecided(task.clone()))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     task
 }
