@@ -15,6 +15,7 @@ mod config_errors;
 mod governance_api;
 mod metrics_and_openapi;
 mod postgres_down_while_running;
+mod postgres_policy_across_processes;
 mod postgres_restart;
 mod reliability_restart;
 mod support;
