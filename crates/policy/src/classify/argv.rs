@@ -122,7 +122,7 @@ pub(crate) fn parse_with(
             let name = format!("-{}", body[j]);
             j += 1;
             let rest: String = body[j..].iter().collect();
-            if value_flags.iter().any(|f| *f == name) {
+            if value_flags.contains(&name) {
                 let value = if rest.is_empty() {
                     let v = args.get(i).cloned();
                     i += 1;
@@ -138,7 +138,7 @@ pub(crate) fn parse_with(
                 });
                 break;
             }
-            if optional_flags.iter().any(|f| *f == name) {
+            if optional_flags.contains(&name) {
                 let value = (!rest.is_empty()).then(|| sub_word(w, &rest));
                 p.flags.push(Flag {
                     name,

@@ -144,9 +144,7 @@ fn scan(src: &str) -> Scan {
                     in_class = true;
                 } else if c == ']' {
                     in_class = false;
-                } else if c == '/' && !in_class {
-                    break;
-                } else if c == '\n' {
+                } else if (c == '/' && !in_class) || c == '\n' {
                     break;
                 }
                 i += 1;

@@ -222,7 +222,7 @@ pub(crate) fn classify_argv(
                 dir.to_owned()
             }
         };
-        if !base.is_empty() && ctx.rules.paths.std_bin_dirs.iter().any(|d| *d == dir_norm) {
+        if !base.is_empty() && ctx.rules.paths.std_bin_dirs.contains(&dir_norm) {
             name = base.to_owned();
         } else {
             acc.program(&name);
@@ -235,7 +235,7 @@ pub(crate) fn classify_argv(
             return;
         }
     }
-    if functions.iter().any(|f| *f == name) {
+    if functions.contains(&name) {
         acc.program(&name);
         return;
     }
@@ -285,7 +285,7 @@ fn wrapper(
     if !any_flag(&parsed, &wr.lookup_flags).is_empty() {
         return;
     }
-    for f in any_flag(&parsed, &wr.split_flags) {
+    if let Some(f) = any_flag(&parsed, &wr.split_flags).first() {
         acc.raise(
             RiskTier::L2Destructive,
             format!("{rp}{name} {} splits a string into a command (L2)", f.name),

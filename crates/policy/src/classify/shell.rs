@@ -170,7 +170,7 @@ pub(crate) fn ssh(prog: &Program, args: &[Word], stdin: &Stdin, ctx: &Ctx, acc: 
         if w.text.contains('N') && !w.text.starts_with("--") {
             forwarding_only = true;
         }
-        let takes = w.text.len() == 2 && prog.value_flags.iter().any(|f| *f == w.text);
+        let takes = w.text.len() == 2 && prog.value_flags.contains(&w.text);
         cmd = if takes {
             rest.get(1..).unwrap_or(&[])
         } else {

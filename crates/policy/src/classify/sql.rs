@@ -353,7 +353,8 @@ fn statement(toks: &[&Tok], table: &SqlTable, out: &mut Vec<(RiskTier, String)>)
             continue;
         }
         for i in 0..=words.len() - n {
-            if words[i..i + n] == kw[..] && !(i > 0 && words[i - 1] == "ON") && i > 0 {
+            // Not the opening word itself (judged above), nor `ON DELETE`-style clauses.
+            if i > 0 && words[i..i + n] == kw[..] && words[i - 1] != "ON" {
                 out.push((*tier, what.clone()));
                 break;
             }
@@ -373,7 +374,7 @@ fn statement(toks: &[&Tok], table: &SqlTable, out: &mut Vec<(RiskTier, String)>)
             .find(|(gs, _, _)| gs.iter().any(|g| glob_match(g, &name)))
         {
             out.push((*tier, format!("{what} (`{name}()`)")));
-        } else if read_only && !table.safe_functions.iter().any(|f| *f == name) {
+        } else if read_only && !table.safe_functions.contains(&name) {
             out.push((
                 RiskTier::L1Mutating,
                 format!("calls the function `{name}()`, which may change state"),

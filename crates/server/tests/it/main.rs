@@ -10,6 +10,7 @@ mod api_auth;
 mod api_bad_input;
 mod api_tasks;
 mod api_users;
+mod audit_cli_api;
 mod cli_commands;
 mod config_errors;
 mod governance_api;

@@ -4,6 +4,9 @@
 //!
 //! The mutation tests build one chain, keep a pristine copy of its rows, drop the append-only
 //! triggers (as a database owner could), and then for each mutation: tamper, verify, restore.
+//! Every row gets every field edited, is deleted, and is swapped with its neighbour; variants of
+//! the edits, forged inserts and truncations run on every fifth row, the ends, and the rows
+//! around the checkpoints (the cost is rows × chain length, in a debug build).
 
 use domain::{AuditEvent, Id, IdKind};
 use sqlx::AssertSqlSafe;
@@ -288,16 +291,11 @@ async fn every_mutation_is_detected(db: Db) {
         };
         let mut edited_data = e.data.clone();
         edited_data["i"] = serde_json::json!(9999);
-        let field_edits = [
+        let mut field_edits = vec![
             (
                 "seq beyond the end",
                 format!("UPDATE audit_events SET seq = {} {row}", n + 1000),
                 k,
-            ),
-            (
-                "seq below the start",
-                format!("UPDATE audit_events SET seq = {} {row}", -k),
-                -k,
             ),
             (
                 "at",
@@ -318,11 +316,6 @@ async fn every_mutation_is_detected(db: Db) {
                 k,
             ),
             (
-                "actor changed",
-                format!("UPDATE audit_events SET actor = {changed_actor} {row}"),
-                k,
-            ),
-            (
                 "task_id",
                 format!("UPDATE audit_events SET task_id = {other_task} {row}"),
                 k,
@@ -333,11 +326,6 @@ async fn every_mutation_is_detected(db: Db) {
                     "UPDATE audit_events SET data = {} {row}",
                     sql_str(&edited_data.to_string())
                 ),
-                k,
-            ),
-            (
-                "data not JSON",
-                format!("UPDATE audit_events SET data = 'garbage' {row}"),
                 k,
             ),
             (
@@ -353,18 +341,46 @@ async fn every_mutation_is_detected(db: Db) {
                 format!("UPDATE audit_events SET hash = '{}' {row}", "f".repeat(64)),
                 k,
             ),
-            (
-                "hash upper-cased",
-                format!("UPDATE audit_events SET hash = UPPER(hash) {row}"),
-                k,
-            ),
             ("delete", format!("DELETE FROM audit_events {row}"), k),
         ];
+        // Variants, and the inserts and truncations below, on a sample of rows.
+        let sampled = k <= 2
+            || k >= n - 1
+            || k % 5 == 0
+            || (CP_A - 1..=CP_A + 1).contains(&k)
+            || (CP_B - 1..=CP_B + 1).contains(&k);
+        if sampled {
+            field_edits.extend([
+                (
+                    "seq below the start",
+                    format!("UPDATE audit_events SET seq = {} {row}", -k),
+                    -k,
+                ),
+                (
+                    "actor changed",
+                    format!("UPDATE audit_events SET actor = {changed_actor} {row}"),
+                    k,
+                ),
+                (
+                    "data not JSON",
+                    format!("UPDATE audit_events SET data = 'garbage' {row}"),
+                    k,
+                ),
+                (
+                    "hash upper-cased",
+                    format!("UPDATE audit_events SET hash = UPPER(hash) {row}"),
+                    k,
+                ),
+            ]);
+        }
         for (what, sql, seq) in field_edits {
             lab.expect_broken(&format!("event {k}: {what}"), &sql, seq, (k, k))
                 .await;
         }
 
+        if !sampled {
+            continue;
+        }
         // A forged event inserted at k, the rows from k on renumbered and the head moved to
         // the end: a crude forgery breaks at k, a careful one (right prev_hash and hash) at
         // the next event, whose prev_hash no longer fits.
