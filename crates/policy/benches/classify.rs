@@ -59,4 +59,34 @@ fn main() {
         samples.last().copied().unwrap_or(0),
         samples.len() as f64 / total.as_secs_f64()
     );
+
+    // The whole gate as the coordinator runs it: classify, then decide (member, bypass OFF,
+    // default org policy) — the figure the p99 < 100 µs target is about.
+    let org = domain::OrgPolicy::default();
+    let mut gate = Vec::with_capacity(cmds.len() * rounds);
+    for _ in 0..rounds {
+        for c in &cmds {
+            let t = Instant::now();
+            let class = policy::classify::classify(black_box(c));
+            black_box(policy::decision::decide(&policy::decision::Request {
+                tier: class.tier,
+                forbidden: class.forbidden.as_deref(),
+                role: domain::Role::Member,
+                bypass: domain::BypassMode::Off,
+                tainted: false,
+                org: &org,
+                environment: None,
+            }));
+            gate.push(t.elapsed().as_nanos());
+        }
+    }
+    gate.sort_unstable();
+    let pct = |p: f64| gate[((gate.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "classify + decide: p50 {} ns, p90 {} ns, p99 {} ns, max {} ns",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        gate.last().copied().unwrap_or(0)
+    );
 }
