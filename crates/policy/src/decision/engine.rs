@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, EntityUid, Policy, PolicyId,
@@ -87,9 +87,56 @@ pub(super) struct Engine {
     run: EntityUid,
     /// `Action::"request_approval"`: a human may be asked.
     request_approval: EntityUid,
+    /// Cedar's answers by the facts they were computed from.
+    memo: Mutex<HashMap<Facts, Outcome>>,
 }
 
 /// Cedar's answer to one question: allowed or not, and the determining rules by precedence.
+/// Everything the Cedar context is made of (see [`context`]). Cedar is a pure function of it, so
+/// its answer is remembered per combination — a few thousand at most — and a decision costs a
+/// lookup instead of two policy evaluations. Errors are never remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Facts {
+    tier: RiskTier,
+    forbidden: bool,
+    tainted: bool,
+    role: domain::Role,
+    bypass_on: bool,
+    bypass_allowed: bool,
+    bypass_max_tier: RiskTier,
+    mutations_paused: bool,
+    environment: bool,
+    grants_egress: bool,
+    grants_secrets: bool,
+}
+
+impl Facts {
+    fn of(request: &Request<'_>) -> Facts {
+        let env = request.environment;
+        Facts {
+            tier: request.tier,
+            forbidden: request.forbidden.is_some(),
+            tainted: request.tainted,
+            role: request.role,
+            bypass_on: request.bypass == BypassMode::On,
+            bypass_allowed: request.org.bypass_allowed,
+            bypass_max_tier: request.org.bypass_max_tier,
+            mutations_paused: request.org.mutations_paused,
+            environment: env.is_some(),
+            grants_egress: env.is_some_and(|e| !e.egress.is_empty()),
+            grants_secrets: env.is_some_and(super::EnvironmentGrants::grants_secrets),
+        }
+    }
+}
+
+/// A remembered Cedar answer.
+#[derive(Debug, Clone)]
+struct Outcome {
+    verdict: Verdict,
+    /// Ids of the determining rules, highest precedence first.
+    rules: Vec<String>,
+}
+
 struct Answer<'e> {
     /// Cedar's decision was Allow.
     allowed: bool,
@@ -146,6 +193,7 @@ impl Engine {
             resource: uid(r#"Command::"action""#)?,
             run: uid(r#"Action::"run""#)?,
             request_approval: uid(r#"Action::"request_approval""#)?,
+            memo: Mutex::default(),
         })
     }
 
@@ -164,27 +212,56 @@ impl Engine {
     }
 
     fn try_decide(&self, request: &Request<'_>) -> Result<Decision, String> {
+        let facts = Facts::of(request);
+        let remembered = self.memo.lock().ok().and_then(|m| m.get(&facts).cloned());
+        let outcome = match remembered {
+            Some(outcome) => outcome,
+            None => {
+                let outcome = self.ask_cedar(request)?;
+                if let Ok(mut memo) = self.memo.lock() {
+                    memo.insert(facts, outcome.clone());
+                }
+                outcome
+            }
+        };
+        let applied: Vec<&Rule> = outcome
+            .rules
+            .iter()
+            .map(|id| {
+                self.rules
+                    .get(id)
+                    .ok_or_else(|| format!("remembered rule {id} is unknown"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(rationale::from_rules(request, outcome.verdict, &applied))
+    }
+
+    /// Cedar's answer for one request: the verdict and the ids of the rules that determined it,
+    /// highest precedence first.
+    fn ask_cedar(&self, request: &Request<'_>) -> Result<Outcome, String> {
+        let ids = |rules: &[&Rule]| rules.iter().map(|r| r.id.clone()).collect();
         let context = context(request)?;
         let run = self.ask(&self.run, context.clone())?;
         if run.allowed {
-            return Ok(rationale::from_rules(request, Verdict::Allow, &run.rules));
+            return Ok(Outcome {
+                verdict: Verdict::Allow,
+                rules: ids(&run.rules),
+            });
         }
         let approval = self.ask(&self.request_approval, context)?;
         if approval.allowed {
             // The forbids that stopped `run` say why a human is needed; then the permit.
             let mut why = run.rules;
             why.extend(approval.rules);
-            return Ok(rationale::from_rules(
-                request,
-                Verdict::RequireApproval,
-                &why,
-            ));
+            return Ok(Outcome {
+                verdict: Verdict::RequireApproval,
+                rules: ids(&why),
+            });
         }
-        Ok(rationale::from_rules(
-            request,
-            Verdict::Deny,
-            &approval.rules,
-        ))
+        Ok(Outcome {
+            verdict: Verdict::Deny,
+            rules: ids(&approval.rules),
+        })
     }
 
     /// Asks Cedar one question. Any evaluation error, unknown policy id or inconsistent answer is
@@ -383,6 +460,62 @@ mod tests {
             org,
             user,
         }
+    }
+
+    /// The memo never changes an answer: for every combination of facts, the remembered outcome
+    /// (second call) equals what Cedar says afresh.
+    #[test]
+    fn remembered_answers_equal_fresh_cedar_answers() {
+        let engine = Engine::load(&SHIPPED).unwrap();
+        let secrets = super::super::EnvironmentGrants {
+            name: "prod".into(),
+            egress: vec!["api:443".into()],
+            secrets: vec!["TOKEN".into()],
+        };
+        let egress_only = super::super::EnvironmentGrants {
+            name: "web".into(),
+            egress: vec!["api:443".into()],
+            secrets: vec![],
+        };
+        let mut checked = 0;
+        for tier in RiskTier::ALL {
+            for max in [RiskTier::L1Mutating, RiskTier::L2Destructive] {
+                for flags in 0u8..32 {
+                    let bit = |n: u8| flags & (1 << n) != 0;
+                    let org = OrgPolicy {
+                        bypass_allowed: bit(0),
+                        bypass_max_tier: max,
+                        mutations_paused: bit(1),
+                        ..OrgPolicy::default()
+                    };
+                    for env in [None, Some(&egress_only), Some(&secrets)] {
+                        for role in Role::ALL {
+                            let request = Request {
+                                tier: *tier,
+                                forbidden: bit(2).then_some("forbidden"),
+                                role: *role,
+                                bypass: if bit(3) {
+                                    BypassMode::On
+                                } else {
+                                    BypassMode::Off
+                                },
+                                tainted: bit(4),
+                                org: &org,
+                                environment: env,
+                            };
+                            let fresh = engine.ask_cedar(&request).unwrap();
+                            let applied: Vec<&Rule> =
+                                fresh.rules.iter().map(|id| &engine.rules[id]).collect();
+                            let expected = rationale::from_rules(&request, fresh.verdict, &applied);
+                            assert_eq!(engine.try_decide(&request).unwrap(), expected);
+                            assert_eq!(engine.try_decide(&request).unwrap(), expected);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000);
     }
 
     #[test]
