@@ -163,6 +163,7 @@ pub fn spawn_checkpointer(
         };
         // When the oldest event not yet covered by a checkpoint was first seen.
         let mut pending_since: Option<Instant> = None;
+        let mut failing = false;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -188,11 +189,22 @@ pub fn spawn_checkpointer(
             match audit_checkpoint::write_checkpoint(&db, &objects, &signer).await {
                 Ok(Some(cp)) => {
                     tracing::debug!(seq = cp.seq, "wrote an audit checkpoint");
+                    if failing {
+                        tracing::info!(seq = cp.seq, "audit checkpoints are written again");
+                    }
                     last = cp.seq;
                     pending_since = None;
+                    failing = false;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot write an audit checkpoint"),
+                // Warn once per outage, not every few seconds.
+                Err(e) if failing => {
+                    tracing::debug!(error = %e, "cannot write an audit checkpoint")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write an audit checkpoint; retrying");
+                    failing = true;
+                }
             }
         }
     })

@@ -4,7 +4,7 @@
 //! with write access to the database can delete the newest events and move `audit_head` back:
 //! what remains is a shorter, perfectly valid chain. A checkpoint is the chain's tip (`seq` and
 //! `hash`) at some moment, signed with the deployment's ed25519 audit key and written to the
-//! object store, outside the database. [`crate::audit_verify::verify`] requires every checkpoint's
+//! object store, outside the database. [`crate::audit_verify::verify`] requires each checkpoint's
 //! signature to hold and the chain to contain the event each one names, with the hash it names;
 //! a checkpoint beyond the end of the chain shows that events are missing.
 //!
@@ -163,9 +163,24 @@ fn objects_error(e: ObjectsError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Reads and checks every checkpoint object, oldest first. Objects in the folder whose names are
-/// not checkpoint names are ignored (with a warning).
+/// How many of the newest checkpoints [`load_all`] reads and checks. The newest valid checkpoint
+/// alone pins every event up to its seq (each hash covers the one before it), so older ones add
+/// nothing to what verification can prove; reading them all would make verification grow with
+/// the deployment's age (one object per 1,000 events or per busy minute).
+pub const CHECKED_CHECKPOINTS: usize = 1000;
+
+/// Reads and checks the newest [`CHECKED_CHECKPOINTS`] checkpoint objects, oldest first.
 pub async fn load_all(objects: &Objects, verifier: &Verifier) -> Result<Vec<FoundCheckpoint>> {
+    load_recent(objects, verifier, CHECKED_CHECKPOINTS).await
+}
+
+/// Reads and checks the newest `max` checkpoint objects, oldest first. Objects in the folder whose
+/// names are not checkpoint names are ignored (with a warning).
+pub async fn load_recent(
+    objects: &Objects,
+    verifier: &Verifier,
+    max: usize,
+) -> Result<Vec<FoundCheckpoint>> {
     use futures::StreamExt as _;
     let keys = objects
         .list(CHECKPOINT_PREFIX)
@@ -178,6 +193,9 @@ pub async fn load_all(objects: &Objects, verifier: &Verifier) -> Result<Vec<Foun
             None => tracing::warn!(%key, "ignoring an object that is not a checkpoint"),
         }
     }
+    // Keys sort by seq (zero-padded); keep the newest.
+    named.sort_by_key(|(_, seq)| *seq);
+    let named = named.split_off(named.len().saturating_sub(max));
     let mut found: Vec<FoundCheckpoint> = futures::stream::iter(named)
         .map(|(key, seq)| async move {
             let data = objects.get(&key).await.map_err(objects_error)?;

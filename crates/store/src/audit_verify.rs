@@ -6,15 +6,17 @@
 //! - each `prev_hash` is the previous event's `hash` (reordering, inserting);
 //! - each `hash` is [`crate::audit::event_hash`] of the event's own content (an edit of any field);
 //! - `audit_head` names the last event (a deleted tail, or rows added without moving the head);
-//! - with checkpoints: every checkpoint's signature holds, the event it names exists and has the
-//!   hash it names (a deleted tail even when `audit_head` was moved back; a rewritten chain).
+//! - with checkpoints (the newest [`audit_checkpoint::CHECKED_CHECKPOINTS`]): each one's
+//!   signature holds, and the event it names exists and has the hash it names (a deleted tail
+//!   even when `audit_head` was moved back; a chain rewritten with recomputed hashes).
 //!
 //! The first problem found, in seq order, is reported; verification stops there.
 //!
 //! Speed: events are hashed from their stored text without parsing `data` (the stored text is
-//! exactly what was hashed when the event was appended), into one reused buffer, while the next
-//! page is already being fetched. Only when that fast path disagrees is `data` parsed and hashed
-//! the canonical way, so a row whose `data` was rewritten to equivalent JSON still verifies.
+//! exactly what was hashed when the event was appended), into one reused buffer, while another
+//! task already fetches the next page. Only when that fast path disagrees is `data` parsed and
+//! hashed the canonical way, so a row whose `data` was rewritten to equivalent JSON still
+//! verifies.
 
 use std::io::Write as _;
 
@@ -27,7 +29,7 @@ use sqlx::any::AnyRow;
 use crate::audit::{GENESIS_HASH, event_hash};
 use crate::audit_checkpoint::{self, FoundCheckpoint, Verifier};
 use crate::db::Db;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::objects::Objects;
 
 /// Events read per query.
@@ -106,14 +108,28 @@ pub async fn verify_against(db: &Db, checkpoints: Vec<FoundCheckpoint>) -> Resul
             }
             return Ok(chain.finish(head_seq, &head_hash));
         }
-        // Fetch the next page while this one is hashed.
-        let after = page_last_seq(&page)?;
-        let (next, checked) =
-            tokio::join!(fetch_page(db, after), async { chain.check_page(&page) });
-        if let Some(report) = checked? {
+        // Fetch the next page while this one is hashed, as a task of its own, so that another
+        // thread drains sqlx's row channel meanwhile (unless the page's last seq does not even
+        // read as a number: checking the page reports that).
+        let next = page
+            .last()
+            .and_then(|row| row.try_get::<i64, _>(0).ok())
+            .map(|after| {
+                let db = db.clone();
+                tokio::spawn(async move { fetch_page(&db, after).await })
+            });
+        if let Some(report) = chain.check_page(&page) {
+            if let Some(next) = next {
+                next.abort();
+            }
             return Ok(report);
         }
-        page = next?;
+        page = match next {
+            Some(next) => next
+                .await
+                .map_err(|e| StoreError::Other(format!("audit page fetch failed: {e}")))??,
+            None => fetch_page(db, chain.last_seq).await?,
+        };
     }
 }
 
@@ -132,13 +148,6 @@ async fn fetch_page(db: &Db, after_seq: i64) -> Result<Vec<AnyRow>> {
         .bind(after_seq)
     };
     Ok(query.bind(PAGE_SIZE).fetch_all(db.pool()).await?)
-}
-
-fn page_last_seq(page: &[AnyRow]) -> Result<i64> {
-    match page.last() {
-        Some(row) => Ok(row.try_get(0)?),
-        None => Ok(0),
-    }
 }
 
 /// The state of a verification between pages.
@@ -179,18 +188,23 @@ impl Chain {
     }
 
     /// Checks the rows of one page; a report when the chain breaks in it.
-    fn check_page(&mut self, page: &[AnyRow]) -> Result<Option<VerifyReport>> {
-        for row in page {
-            if let Some(report) = self.check_row(row)? {
-                return Ok(Some(report));
-            }
-        }
-        Ok(None)
+    fn check_page(&mut self, page: &[AnyRow]) -> Option<VerifyReport> {
+        page.iter().find_map(|row| self.check_row(row))
     }
 
-    fn check_row(&mut self, row: &AnyRow) -> Result<Option<VerifyReport>> {
-        let seq: i64 = row.try_get(0)?;
+    fn check_row(&mut self, row: &AnyRow) -> Option<VerifyReport> {
         let expected = self.last_seq + 1;
+        // A column of the wrong type or NULL (SQLite stores whatever it is given; a database
+        // owner can drop constraints) is an edit like any other.
+        let Ok(seq) = row.try_get::<i64, _>(0) else {
+            return Some(self.broken(
+                expected,
+                format!(
+                    "the row after seq {} has a seq that is not a number: the table was edited",
+                    self.last_seq
+                ),
+            ));
+        };
         if seq != expected {
             let reason = if seq < expected {
                 format!("seq {seq} is out of range: the chain starts at seq 1")
@@ -207,15 +221,30 @@ impl Chain {
                 )
             };
             // Any checkpoint before the gap was already checked; report the gap itself.
-            return Ok(Some(self.broken(seq.min(expected), reason)));
+            return Some(self.broken(seq.min(expected), reason));
         }
-        let at: i64 = row.try_get(1)?;
-        let kind: String = row.try_get(2)?;
-        let actor: Option<String> = row.try_get(3)?;
-        let task_id: Option<String> = row.try_get(4)?;
-        let data: String = row.try_get(5)?;
-        let prev_hash: String = row.try_get(6)?;
-        let hash: String = row.try_get(7)?;
+        let columns = (|| -> std::result::Result<_, &'static str> {
+            let bad = |name| move |_| name;
+            Ok((
+                row.try_get::<i64, _>(1).map_err(bad("at"))?,
+                row.try_get::<String, _>(2).map_err(bad("type"))?,
+                row.try_get::<Option<String>, _>(3).map_err(bad("actor"))?,
+                row.try_get::<Option<String>, _>(4)
+                    .map_err(bad("task_id"))?,
+                row.try_get::<String, _>(5).map_err(bad("data"))?,
+                row.try_get::<String, _>(6).map_err(bad("prev_hash"))?,
+                row.try_get::<String, _>(7).map_err(bad("hash"))?,
+            ))
+        })();
+        let (at, kind, actor, task_id, data, prev_hash, hash) = match columns {
+            Ok(columns) => columns,
+            Err(name) => {
+                return Some(self.broken(
+                    seq,
+                    format!("{name} holds a value of the wrong type: the event was edited"),
+                ));
+            }
+        };
 
         if prev_hash != self.last_hash {
             let reason = if seq == 1 {
@@ -223,7 +252,7 @@ impl Chain {
             } else {
                 format!("prev_hash does not match the hash of event {}", seq - 1)
             };
-            return Ok(Some(self.broken(seq, reason)));
+            return Some(self.broken(seq, reason));
         }
         let fields = Fields {
             seq,
@@ -235,15 +264,15 @@ impl Chain {
             prev_hash: &prev_hash,
         };
         if let Err(reason) = check_hash(&mut self.buf, &fields, &hash) {
-            return Ok(Some(self.broken(seq, reason)));
+            return Some(self.broken(seq, reason));
         }
         if let Some(report) = self.check_checkpoints_at(seq, &hash) {
-            return Ok(Some(report));
+            return Some(report);
         }
         self.events += 1;
         self.last_seq = seq;
         self.last_hash = hash;
-        Ok(None)
+        None
     }
 
     /// Checks the checkpoints at `seq` (whose event has hash `hash` and is otherwise intact), and

@@ -148,7 +148,8 @@ impl Lab {
                 exec(
                     &db,
                     "DROP TRIGGER audit_events_no_update ON audit_events; \
-                     DROP TRIGGER audit_events_no_truncate ON audit_events",
+                     DROP TRIGGER audit_events_no_truncate ON audit_events; \
+                     ALTER TABLE audit_events ALTER COLUMN data DROP NOT NULL",
                 )
                 .await
             }
@@ -372,6 +373,37 @@ async fn every_mutation_is_detected(db: Db) {
                     k,
                 ),
             ]);
+            // Values of the wrong type: SQLite stores whatever it is given; on Postgres a
+            // database owner can drop a NOT NULL constraint (done in `Lab::new`).
+            match lab.db.dialect() {
+                Dialect::Sqlite => field_edits.extend([
+                    (
+                        "at as text",
+                        format!("UPDATE audit_events SET at = 'yesterday' {row}"),
+                        k,
+                    ),
+                    (
+                        "seq as text",
+                        format!("UPDATE audit_events SET seq = 'first' {row}"),
+                        k,
+                    ),
+                    (
+                        "actor as a number",
+                        format!("UPDATE audit_events SET actor = 5 {row}"),
+                        k,
+                    ),
+                    (
+                        "data as a blob",
+                        format!("UPDATE audit_events SET data = x'7b7d' {row}"),
+                        k,
+                    ),
+                ]),
+                Dialect::Postgres => field_edits.push((
+                    "data NULL",
+                    format!("UPDATE audit_events SET data = NULL {row}"),
+                    k,
+                )),
+            }
         }
         for (what, sql, seq) in field_edits {
             lab.expect_broken(&format!("event {k}: {what}"), &sql, seq, (k, k))
@@ -693,6 +725,17 @@ async fn checkpoints_are_signed_and_checked(db: Db) {
         }
     }
     assert_eq!(check().await.unwrap(), intact(45));
+
+    // Only the newest checkpoints are read: the newest valid one pins everything before it.
+    let recent = audit_checkpoint::load_recent(&objects, &verifier, 1)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].checked, Ok(second.clone()));
+    let all = audit_checkpoint::load_all(&objects, &verifier)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|c| c.seq).collect::<Vec<_>>(), [30, 40]);
 
     // Objects in the folder that are not checkpoints are ignored.
     objects
