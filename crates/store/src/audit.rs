@@ -59,9 +59,27 @@ impl<'a> NewAuditEvent<'a> {
     }
 }
 
-/// SHA-256 (hex) of an event's canonical encoding: a JSON array of seq, time in milliseconds,
-/// type, actor, task id, data and the previous hash. serde_json sorts object keys, so the same
-/// event always encodes to the same bytes.
+/// `value` with every object's keys in sorted order, whatever serde_json's map keeps: a
+/// dependency (cedar-policy) turns on `preserve_order`, under which maps keep insertion order, so
+/// the canonical form is built explicitly rather than assumed.
+pub fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            keys.into_iter()
+                .map(|k| (k.clone(), canonical(&map[k])))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        }
+        serde_json::Value::Array(items) => items.iter().map(canonical).collect(),
+        other => other.clone(),
+    }
+}
+
+/// SHA-256 (hex) of an event's canonical encoding: a compact JSON array of seq, time in
+/// milliseconds, type, actor, task id, data (keys sorted, see [`canonical`]) and the previous
+/// hash, so the same event always encodes to the same bytes.
 pub fn event_hash(
     seq: i64,
     at: Timestamp,
@@ -71,8 +89,16 @@ pub fn event_hash(
     data: &serde_json::Value,
     prev_hash: &str,
 ) -> String {
-    let canonical = serde_json::json!([seq, at.as_millis(), kind, actor, task_id, data, prev_hash]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    let encoded = serde_json::json!([
+        seq,
+        at.as_millis(),
+        kind,
+        actor,
+        task_id,
+        canonical(data),
+        prev_hash
+    ]);
+    hex::encode(Sha256::digest(encoded.to_string().as_bytes()))
 }
 
 /// Appends `event` to the chain inside `tx` and returns it as stored.
@@ -121,24 +147,33 @@ pub async fn append_many(tx: &mut Tx, events: Vec<NewAuditEvent<'_>>) -> Result<
             hash,
         });
     }
-    let sql = format!(
-        "INSERT INTO audit_events (seq, at, type, actor, task_id, data, prev_hash, hash) VALUES {}",
-        rows::values_placeholders(stored.len(), 8)
-    );
-    let data_texts: Vec<String> = stored.iter().map(|e| e.data.to_string()).collect();
-    let mut insert = sqlx::query(AssertSqlSafe(sql));
-    for (e, data) in stored.iter().zip(&data_texts) {
-        insert = insert
-            .bind(e.seq)
-            .bind(e.at.as_millis())
-            .bind(e.kind.as_str())
-            .bind(e.actor.as_ref().map(Id::as_str))
-            .bind(e.task_id.as_ref().map(Id::as_str))
-            .bind(data.as_str())
-            .bind(e.prev_hash.as_str())
-            .bind(e.hash.as_str());
+    // Stored in canonical form, so verification can hash the stored text as it is.
+    let data_texts: Vec<String> = stored
+        .iter()
+        .map(|e| canonical(&e.data).to_string())
+        .collect();
+    for (chunk, texts) in stored
+        .chunks(rows::MAX_ROWS_PER_INSERT)
+        .zip(data_texts.chunks(rows::MAX_ROWS_PER_INSERT))
+    {
+        let sql = format!(
+            "INSERT INTO audit_events (seq, at, type, actor, task_id, data, prev_hash, hash) VALUES {}",
+            rows::values_placeholders(chunk.len(), 8)
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for (e, data) in chunk.iter().zip(texts) {
+            insert = insert
+                .bind(e.seq)
+                .bind(e.at.as_millis())
+                .bind(e.kind.as_str())
+                .bind(e.actor.as_ref().map(Id::as_str))
+                .bind(e.task_id.as_ref().map(Id::as_str))
+                .bind(data.as_str())
+                .bind(e.prev_hash.as_str())
+                .bind(e.hash.as_str());
+        }
+        insert.execute(&mut **tx).await?;
     }
-    insert.execute(&mut **tx).await?;
     // The `audit_head_follows` trigger moved the tip to the last event.
     Ok(stored)
 }
@@ -188,4 +223,26 @@ fn row_to_event(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holds whether or not serde_json's `preserve_order` is on in this build (the workspace
+    /// build has it on, through cedar-policy).
+    #[test]
+    fn canonical_form_sorts_keys_at_every_depth() {
+        let value = serde_json::json!({"b": 1, "a": {"d": [{"z": 0, "y": 1}], "c": 2}});
+        assert_eq!(
+            canonical(&value).to_string(),
+            r#"{"a":{"c":2,"d":[{"y":1,"z":0}]},"b":1}"#
+        );
+        let reordered = serde_json::json!({"a": {"c": 2, "d": [{"y": 1, "z": 0}]}, "b": 1});
+        let at = Timestamp::from_millis(1);
+        assert_eq!(
+            event_hash(1, at, "t", None, None, &value, GENESIS_HASH),
+            event_hash(1, at, "t", None, None, &reordered, GENESIS_HASH)
+        );
+    }
 }

@@ -447,7 +447,7 @@ mod tests {
             for kind in kinds {
                 for actor in actors {
                     for task_id in [None, Some("tsk_1")] {
-                        let text = data.to_string();
+                        let text = crate::audit::canonical(data).to_string();
                         let f = Fields {
                             seq: 17,
                             at: 1_795_000_000_123,

@@ -60,6 +60,11 @@ pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(v != 0)
 }
 
+/// Most rows one multi-row insert carries. sqlx-sqlite looks every parameter up by name, which is
+/// linear in the parameter count, so very large statements get slower per row; past this size
+/// inserts are split (see docs/performance.md).
+pub(crate) const MAX_ROWS_PER_INSERT: usize = 64;
+
 /// `($1, $2), ($3, $4)`-style placeholders for a multi-row `VALUES` of `rows` rows of `cols`
 /// columns. Only numbers go into the SQL; values are bound.
 pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {

@@ -111,28 +111,30 @@ pub async fn insert_many(tx: &mut Tx, records: &[TaskRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO tasks (task_id, user_id, kind, input, environment, status, risk_tier,
-            approval_id, error_code, error_message, created_at, updated_at) VALUES {}",
-        rows::values_placeholders(records.len(), 12)
-    );
-    let mut insert = sqlx::query(AssertSqlSafe(sql));
-    for TaskRecord { task, .. } in records {
-        insert = insert
-            .bind(task.task_id.as_str())
-            .bind(task.user_id.as_str())
-            .bind(task.kind.as_str())
-            .bind(task.input.as_str())
-            .bind(task.environment.as_deref())
-            .bind(task.status.as_str())
-            .bind(task.risk_tier.map(RiskTier::as_str))
-            .bind(task.approval_id.as_ref().map(Id::as_str))
-            .bind(task.error.as_ref().map(|e| e.code.as_str()))
-            .bind(task.error.as_ref().map(|e| e.message.as_str()))
-            .bind(task.created_at.as_millis())
-            .bind(task.updated_at.as_millis());
+    for chunk in records.chunks(rows::MAX_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO tasks (task_id, user_id, kind, input, environment, status, risk_tier,
+                approval_id, error_code, error_message, created_at, updated_at) VALUES {}",
+            rows::values_placeholders(chunk.len(), 12)
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for TaskRecord { task, .. } in chunk {
+            insert = insert
+                .bind(task.task_id.as_str())
+                .bind(task.user_id.as_str())
+                .bind(task.kind.as_str())
+                .bind(task.input.as_str())
+                .bind(task.environment.as_deref())
+                .bind(task.status.as_str())
+                .bind(task.risk_tier.map(RiskTier::as_str))
+                .bind(task.approval_id.as_ref().map(Id::as_str))
+                .bind(task.error.as_ref().map(|e| e.code.as_str()))
+                .bind(task.error.as_ref().map(|e| e.message.as_str()))
+                .bind(task.created_at.as_millis())
+                .bind(task.updated_at.as_millis());
+        }
+        insert.execute(&mut **tx).await?;
     }
-    insert.execute(&mut **tx).await?;
     let approvals: Vec<&NewApproval> = records.iter().filter_map(|r| r.approval.as_ref()).collect();
     approvals::insert_many(tx, &approvals).await?;
     let mut events = Vec::with_capacity(records.len());
