@@ -518,6 +518,25 @@ pub(crate) struct EnvRule {
     pub what: String,
 }
 
+/// Statement or keyword entries as a lookup table: each word sequence upper-cased and split, with
+/// its tier and description.
+fn sql_words(specs: Vec<SqlStatementSpec>) -> Vec<(Vec<String>, RiskTier, String)> {
+    specs
+        .into_iter()
+        .flat_map(|st| {
+            let tier: RiskTier = st.tier.into();
+            let what = st.what;
+            st.words.into_iter().map(move |w| {
+                (
+                    w.split_whitespace().map(str::to_ascii_uppercase).collect(),
+                    tier,
+                    what.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// SQL tables.
 #[derive(Debug, Default)]
 pub(crate) struct SqlTable {
@@ -606,42 +625,8 @@ impl Rules {
             }
             if let Some(s) = parsed.sql {
                 rules.sql = SqlTable {
-                    statements: s
-                        .statement
-                        .into_iter()
-                        .flat_map(|st| {
-                            let tier: RiskTier = st.tier.into();
-                            let what = st.what;
-                            st.words
-                                .into_iter()
-                                .map(move |w| {
-                                    (
-                                        w.split_whitespace().map(str::to_ascii_uppercase).collect(),
-                                        tier,
-                                        what.clone(),
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect(),
-                    keywords: s
-                        .keyword
-                        .into_iter()
-                        .flat_map(|st| {
-                            let tier: RiskTier = st.tier.into();
-                            let what = st.what;
-                            st.words
-                                .into_iter()
-                                .map(move |w| {
-                                    (
-                                        w.split_whitespace().map(str::to_ascii_uppercase).collect(),
-                                        tier,
-                                        what.clone(),
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect(),
+                    statements: sql_words(s.statement),
+                    keywords: sql_words(s.keyword),
                     safe_functions: s
                         .safe_functions
                         .into_iter()
