@@ -51,14 +51,6 @@ pub struct EmergencyOutcome {
     pub canceled_task_ids: Vec<Id>,
 }
 
-fn require_admin(user: &User) -> Result<()> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(CoordError::Forbidden("this needs an admin".to_owned()))
-    }
-}
-
 /// Refuses a change that breaks the bounds of CONTRACT.md "OrgPolicy".
 fn check_change(change: &PolicyChange) -> Result<()> {
     if let Some(ttl) = change.approval_ttl_seconds
@@ -87,14 +79,14 @@ fn check_change(change: &PolicyChange) -> Result<()> {
 impl Coordinator {
     /// The org policy (admins).
     pub async fn org_policy(&self, user: &User) -> Result<OrgPolicy> {
-        require_admin(user)?;
+        Actor::User(user).require_admin()?;
         Ok(policy_store::get(&self.db).await?)
     }
 
     /// Changes some fields of the org policy (admins). Turning `bypass_allowed` off turns every
     /// user's bypass OFF in the same transaction.
     pub async fn update_org_policy(&self, user: &User, change: &PolicyChange) -> Result<OrgPolicy> {
-        require_admin(user)?;
+        Actor::User(user).require_admin()?;
         check_change(change)?;
         let mut tx = self.db.begin().await?;
         let policy = apply_change(&mut tx, &user.user_id, change, "policy.changed").await?;
@@ -153,7 +145,7 @@ impl Coordinator {
 
     /// Runs an emergency control (admins).
     pub async fn emergency(&self, user: &User, action: Emergency) -> Result<EmergencyOutcome> {
-        require_admin(user)?;
+        Actor::User(user).require_admin()?;
         let kind = format!("emergency.{}", action.as_str());
         let change = match action {
             Emergency::DisableBypass => PolicyChange {

@@ -31,8 +31,9 @@ impl Actor<'_> {
         }
     }
 
-    /// Operators and admins may manage identities.
-    fn require_admin(&self) -> Result<()> {
+    /// Operators and admins may manage the deployment (identities, policy, audit); anyone else
+    /// gets 403. The one home of that rule.
+    pub fn require_admin(&self) -> Result<()> {
         match self {
             Actor::Operator => Ok(()),
             Actor::User(u) if u.role == Role::Admin => Ok(()),

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use coordinator::CoordError;
-use domain::{AuditEvent, Id, Role, User};
+use coordinator::{Actor, CoordError};
+use domain::{AuditEvent, Id};
 use serde::{Deserialize, Serialize};
 use store::audit::{self, AuditFilter};
 use store::audit_verify::{self, VerifyReport};
@@ -16,14 +16,6 @@ use super::extract::{Caller, QueryParams};
 const DEFAULT_LIMIT: i64 = 100;
 /// The largest page.
 const MAX_LIMIT: i64 = 1000;
-
-fn require_admin(user: &User) -> Result<(), ApiError> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(CoordError::Forbidden("this needs an admin".to_owned()).into())
-    }
-}
 
 /// Query of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize)]
@@ -60,7 +52,7 @@ pub async fn list(
     Caller(user): Caller,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    require_admin(&user)?;
+    Actor::User(&user).require_admin()?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::unprocessable(
@@ -101,7 +93,7 @@ pub async fn verify(
     State(state): State<AppState>,
     Caller(user): Caller,
 ) -> Result<Json<VerifyReport>, ApiError> {
-    require_admin(&user)?;
+    Actor::User(&user).require_admin()?;
     let report = audit_verify::verify(state.coord.db(), Some((&state.objects, &state.audit_key)))
         .await
         .map_err(CoordError::from)?;

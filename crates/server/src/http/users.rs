@@ -46,9 +46,7 @@ pub async fn patch(
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<PatchUser>,
 ) -> Result<Json<User>, ApiError> {
-    if user.role != Role::Admin {
-        return Err(coordinator::CoordError::Forbidden("this needs an admin".to_owned()).into());
-    }
+    Actor::User(&user).require_admin()?;
     let user_id = path_id(&user_id, "user")?;
     let patch = UserPatch {
         role: body.role,
