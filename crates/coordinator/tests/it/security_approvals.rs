@@ -5,7 +5,6 @@
 
 use coordinator::{CoordError, Page};
 use domain::{ApprovalDecision, RiskTier, Role, TaskStatus};
-use store::audit::{self, AuditFilter};
 use store::bus::Bus;
 use store::policy::PolicyChange;
 
@@ -80,17 +79,7 @@ async fn cross_user_approval_hijack_is_impossible() {
         matches!(err, CoordError::Forbidden(_)),
         "only the requester decides an L2: {err:?}"
     );
-    let denied = audit::list(
-        fx.coord.db(),
-        &AuditFilter {
-            actor: Some(mallory.user_id.clone()),
-            kind: Some("access.denied".to_owned()),
-            ..AuditFilter::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let denied = fx.audit(Some(&mallory.user_id), "access.denied").await;
     assert_eq!(denied.len(), 1, "the hijack attempt is audited");
 
     let approved = fx

@@ -3,7 +3,6 @@
 
 use coordinator::{Actor, CoordError, NewTask, Page, TaskQuery, UserPatch};
 use domain::{Id, Role, TaskStatus};
-use store::audit::{self, AuditFilter};
 use store::bus::Bus;
 
 use crate::support::{Fixture, command};
@@ -59,17 +58,7 @@ async fn another_members_task_is_not_found_and_the_attempt_is_audited() {
         task.task_id
     );
 
-    let denied = audit::list(
-        fx.coord.db(),
-        &AuditFilter {
-            actor: Some(mallory.user_id.clone()),
-            kind: Some("access.denied".to_owned()),
-            ..AuditFilter::default()
-        },
-        100,
-    )
-    .await
-    .unwrap();
+    let denied = fx.audit(Some(&mallory.user_id), "access.denied").await;
     assert_eq!(denied.len(), 2, "get and cancel attempts are both audited");
     assert_eq!(denied[0].task_id.as_ref(), Some(&task.task_id));
     assert_eq!(denied[0].data["resource"], "task");
@@ -183,16 +172,7 @@ async fn disabling_a_user_cancels_their_work_and_locks_them_out() {
         fx.coord.authenticate(&token.token).await.unwrap_err(),
         CoordError::Unauthenticated(_)
     ));
-    let failed = audit::list(
-        fx.coord.db(),
-        &AuditFilter {
-            kind: Some("auth.failed".to_owned()),
-            ..AuditFilter::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let failed = fx.audit(None, "auth.failed").await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].data["reason"], "revoked_token");
 }

@@ -5,8 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coordinator::{Actor, Coordinator, NewTask};
-use domain::{Role, TaskInput, User};
+use domain::{AuditEvent, Id, Role, TaskInput, User};
 use store::Db;
+use store::audit::AuditFilter;
 use store::bus::Bus;
 
 /// A coordinator over a fresh SQLite file (or Postgres schema when
@@ -28,6 +29,18 @@ impl Fixture {
         let coord = Coordinator::new(db, bus);
         coord.init_org("Acme", "root").await.unwrap();
         Fixture { coord, _dir: dir }
+    }
+
+    /// The audit events of `kind`, by `actor` when given, oldest first.
+    pub async fn audit(&self, actor: Option<&Id>, kind: &str) -> Vec<AuditEvent> {
+        let filter = AuditFilter {
+            actor: actor.cloned(),
+            kind: Some(kind.to_owned()),
+            ..AuditFilter::default()
+        };
+        store::audit::list(self.coord.db(), &filter, 1000)
+            .await
+            .unwrap()
     }
 
     pub async fn user(&self, name: &str, role: Role) -> User {
