@@ -111,8 +111,10 @@ impl Coordinator {
             None => None,
         };
         let org = store::policy::get(&self.db).await?;
-        let action = policy::normalize::normalize(command).text;
-        let classification = policy::classify::classify(command);
+        // Normalise once: what is classified is exactly what is stored, approved and run.
+        let normalized = policy::normalize::normalize(command);
+        let classification = policy::classify::classify_normalized(&normalized);
+        let action = normalized.text;
         let env = grants.as_ref().map(|g| EnvironmentGrants {
             name: g.name.clone(),
             egress: g.egress.clone(),

@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, Tx};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::rows;
 
 macro_rules! approval_columns {
@@ -169,9 +169,4 @@ pub async fn pending_of_task(tx: &mut Tx, task_id: &Id) -> Result<Option<Approva
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(row_to_approval).transpose()
-}
-
-/// Convenience for errors: an approval that should exist.
-pub fn missing(approval_id: &Id) -> StoreError {
-    StoreError::NotFound(format!("approval {approval_id}"))
 }

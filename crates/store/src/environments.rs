@@ -3,15 +3,6 @@
 use crate::db::Db;
 use crate::error::{Result, StoreError};
 
-/// Whether an environment named `name` exists.
-pub async fn exists(db: &Db, name: &str) -> Result<bool> {
-    let found: Option<String> = sqlx::query_scalar("SELECT name FROM environments WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(found.is_some())
-}
-
 /// What an environment grants: egress hosts and secret names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grants {
