@@ -1,0 +1,1 @@
+//! The host-side egress proxy (HTTP CONNECT over a Unix socket, host allowlist).
