@@ -2,66 +2,100 @@
 //!
 //! # What a run looks like
 //!
-//! [`Sandbox::run`] executes `/bin/sh -c COMMAND` under `bwrap` with:
+//! [`Sandbox::run`] starts `bwrap`, which builds the sandbox and runs the [shim](crate::shim); the
+//! shim applies Landlock and seccomp, optionally starts the egress bridge, reports "ready" on a
+//! pipe and `exec`s `/bin/sh -c COMMAND`. Enforced, layer by layer:
 //!
-//! * `--unshare-all` (user, pid, net, ipc, uts, cgroup namespaces): **no network at all**, not even
-//!   the host loopback; a fresh pid namespace, so killing it kills every descendant;
-//! * `--die-with-parent` and `--new-session` (no TIOCSTI into a controlling terminal);
+//! **Host side, in the forked child before `exec` of bwrap** (async-signal-safe code only):
+//!
+//! * the child joins a fresh per-run cgroup ([`crate::cgroup`]): `pids` always, `memory` and `cpu`
+//!   when [`Limits::memory_bytes`] / [`Limits::cpu_millis`] are set; limits `pids.max`,
+//!   `memory.limit_in_bytes` (+ `memsw`), CFS quota. If any cgroup limit is requested and cannot be
+//!   applied, the run is refused ([`SandboxError::Cgroup`]) — never run unlimited;
+//! * rlimits ([`Limits`]: `RLIMIT_AS`, `RLIMIT_NPROC`, `RLIMIT_NOFILE`; `RLIMIT_FSIZE` is set by the
+//!   shim, after bwrap has written the secret files);
+//! * when the service runs as root, it drops to an unprivileged host uid/gid (default
+//!   `65534:65534`, [`SandboxConfig::run_as`]) with `setgroups(0)`, `setgid`, `setuid` — so bwrap
+//!   creates an *unprivileged* user namespace, the sandbox's uid maps to that host uid (not to
+//!   root), root-only host files stay unreadable even where mounted, and `RLIMIT_NPROC` is
+//!   effective (it counts every process of that host uid, across concurrent runs: use the `pids`
+//!   limit for a per-run bound);
+//! * its own process group, so timeout and cancellation can `SIGKILL` the whole tree.
+//!
+//! **bwrap** (namespaces and mounts):
+//!
+//! * `--unshare-all` (user, pid, net, ipc, uts, cgroup namespaces): **no network** except the
+//!   sandbox's own loopback; a fresh pid namespace, so when the command (or bwrap) dies every
+//!   descendant dies too;
+//! * `--die-with-parent`, `--new-session` (no TIOCSTI into a controlling terminal);
 //! * `--uid 65534 --gid 65534` (nobody/nogroup inside) and `--cap-drop ALL`;
-//! * read-only `/usr`; `/bin`, `/lib`, `/lib64`, `/sbin` are symlinks into `/usr` (merged-/usr
-//!   Debian 12 host; if one of them is a real directory on the host it is ro-bound instead);
-//! * only an allowlisted subset of `/etc`, read-only ([`ETC_ALLOWLIST`]: passwd, group, nsswitch,
-//!   hosts, timezone, the loader cache, `alternatives`, CA certificates, shell profiles). Binding
-//!   `/etc` whole is *not* safe: when `bwrap` runs as host root, the sandbox's uid 65534 is mapped
-//!   to host uid 0, so files that are root-only on the host (`/etc/shadow`, SSH host keys,
-//!   `/etc/ssl/private`) appear owned by the sandbox user and are readable (verified on this host);
-//! * the sandbox's root (bwrap's tmpfs) remounted read-only (`--remount-ro /`), so the only
-//!   writable places are `/workspace`, `/tmp` and the private `/dev`;
-//! * `--proc /proc`, `--dev /dev` (bwrap's minimal device set on a private per-run tmpfs, which
-//!   stays writable for `/dev/shm`), `--tmpfs /tmp` per run;
-//! * the user's workspace bound read-write at `/workspace`, which is also the working directory;
-//! * `--clearenv`, then exactly the variables of [`SandboxSpec::env`] on top of the defaults
-//!   `PATH`, `HOME=/workspace`, `LANG=C.UTF-8`.
+//! * read-only `/usr`; `/bin`, `/lib`, `/lib64`, `/sbin` as on the host (symlinks into `/usr` on a
+//!   merged-/usr host, else ro-bound);
+//! * only the [`ETC_ALLOWLIST`] of `/etc`, read-only;
+//! * `--proc /proc`, `--dev /dev` (minimal device set on a per-run tmpfs), `--tmpfs /tmp`;
+//! * the shim read-only at [`crate::shim::SHIM_MOUNT`]; [`SandboxSpec::files`] read-only under
+//!   [`SECRETS_DIR`] (`--ro-bind-data` from memfds: the contents never touch the host's disk);
+//!   with [`SandboxSpec::egress_socket`], that socket at [`crate::shim::EGRESS_SOCKET_MOUNT`];
+//! * the user's workspace read-write at `/workspace` (also the working directory and `HOME`);
+//! * the sandbox's root remounted read-only (`--remount-ro /`);
+//! * `--clearenv`, then `PATH`, `HOME=/workspace`, `LANG=C.UTF-8`, then [`SandboxSpec::env`]
+//!   (which may override those), then — with egress — the proxy variables (`HTTPS_PROXY`,
+//!   `HTTP_PROXY`, `https_proxy`, `http_proxy`, `ALL_PROXY` = [`crate::shim::EGRESS_PROXY_URL`],
+//!   `NO_PROXY` empty).
 //!
-//! Nothing else of the host is visible: not `/root`, `/work`, `/var`, `/home` or the data directory.
+//! Nothing else of the host is visible: not `/root`, `/work`, `/var`, `/home`, the data
+//! directory, or other users' workspaces.
 //!
-//! Resource limits ([`Limits`]) are applied with `setrlimit` in the forked child before `exec` of
-//! `bwrap`, so they are inherited by the sandboxed process. The child is put in its own process
-//! group; on timeout or cancellation the whole group receives `SIGKILL`, and because `bwrap` is
-//! pid 1 of the sandbox's pid namespace (and runs with `--die-with-parent`), every process inside
-//! dies with it, including ones that ignore `SIGTERM` or daemonise.
+//! **The shim, inside** ([`crate::shim`]): Landlock ([`crate::landlock_rules`]: read-only
+//! everywhere, writable only beneath `/workspace`, `/tmp`, `/dev/shm` and a few harmless devices;
+//! scoped signals and abstract sockets), seccomp ([`crate::seccomp`]: no namespaces, mounts,
+//! ptrace, bpf, keyring, modules, …), `no_new_privs` (setuid binaries gain nothing),
+//! `RLIMIT_FSIZE` with `SIGXFSZ` ignored (an oversized write fails with `EFBIG` instead of killing
+//! the writer). Only after all of that succeeded does it write the ready byte and `exec` the
+//! command; a run whose shim never reported ready is [`SandboxError::NotStarted`]: the command did
+//! not run.
+//!
+//! **After the run**: everything left in the run's cgroup is killed and the cgroup removed; the
+//! OOM killer's verdict is reported in [`Outcome::oom_killed`]. On timeout or cancellation the
+//! process group gets `SIGKILL` (bwrap is pid 1 of the sandbox's pid namespace, so everything inside
+//! dies with it).
 //!
 //! stdout and stderr are read concurrently into one buffer in arrival order, capped at
-//! [`SandboxSpec::max_output_bytes`]; after the cap the pipes are still drained so the child never
-//! blocks on a full pipe.
+//! [`SandboxSpec::max_output_bytes`] and streamed to the optional progress channel; after the cap
+//! the pipes are still drained so the child never blocks on a full pipe.
 //!
-//! # Running as root
+//! # What needs what
 //!
-//! When the service runs as root (as CI does), the user namespace maps the sandbox uid to host
-//! root. Mounts stay read-only and all capabilities are dropped, so this does not grant write
-//! access, but it does mean: root-only *readable-by-owner* files inside the mounted trees are
-//! readable (hence the `/etc` allowlist; on Debian 12 `/usr` has one such directory,
-//! `/usr/share/polkit-1/rules.d`), files written to the workspace are owned by host root, and
-//! `RLIMIT_NPROC` is not enforced (below). The planned fix is to run `bwrap` under a dedicated
-//! unprivileged host uid (workspaces owned by it), which also makes `RLIMIT_NPROC` effective.
+//! * unprivileged user namespaces (`user.max_user_namespaces > 0`; on Debian
+//!   `kernel.unprivileged_userns_clone=1`), since bwrap runs as the unprivileged `run_as` uid;
+//! * Landlock (Linux ≥ 5.13, `landlock` in the active LSMs) and seccomp filters;
+//! * cgroup limits: write access to the cgroup hierarchies (root, or a delegated subtree);
+//! * the shim executable, the workspace root and the egress socket must be reachable by the
+//!   `run_as` uid on the host (bwrap resolves the bind sources with its credentials): every parent
+//!   directory needs `o+x` (or group access), the egress socket must be connectable by that uid.
 //!
-//! # Not yet enforced
+//! # Why the default host uid is 65534
 //!
-//! seccomp filters, Landlock, cgroup limits (memory, CPU, pids), the egress proxy and secret
-//! injection/redaction come in later slices. Note that `RLIMIT_NPROC` is *not* enforced by the
-//! kernel when the host-side user running `bwrap` is root (the sandbox's uid maps to host uid 0,
-//! which the kernel exempts); until the cgroup pids controller is in place, a fork bomb under a root
-//! service is contained only by the wall-clock timeout and the pid-namespace kill.
+//! `nobody` owns no files, so a sandbox escaping to the host's filesystem could read only
+//! world-readable files; it exists on every Debian system, so nothing has to be created before the
+//! first run. Its drawback is that other host services running as `nobody` share it (they could
+//! signal or ptrace sandbox processes, and share `RLIMIT_NPROC`); production installations should
+//! create a dedicated system user and configure it in [`SandboxConfig::run_as`].
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use crate::cgroup::{CgroupLimits, CgroupRoot, CgroupVersion, RunCgroup};
+use crate::shim::{EGRESS_PROXY_URL, EGRESS_SOCKET_MOUNT, SHIM_MOUNT, ShimArgs};
 
 /// The `PATH` set inside the sandbox unless [`SandboxSpec::env`] overrides it.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -69,13 +103,21 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 /// Where the user's workspace appears inside the sandbox.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
 
+/// Where [`SandboxSpec::files`] may be placed inside the sandbox.
+pub const SECRETS_DIR: &str = "/run/secrets";
+
 /// The uid and gid the command runs as inside the sandbox (nobody/nogroup).
 pub const SANDBOX_ID: u32 = 65534;
 
+/// The default host uid/gid bwrap runs as when the service runs as root (nobody/nogroup).
+pub const DEFAULT_RUN_AS: (u32, u32) = (65534, 65534);
+
+/// Largest total size of [`SandboxSpec::files`].
+pub const MAX_FILES_BYTES: usize = 16 << 20;
+
 /// The parts of the host's `/etc` bound read-only into the sandbox (those that exist). Everything
-/// else in `/etc` is absent: when `bwrap` runs as host root, the sandbox uid maps to host uid 0, so
-/// root-only files such as `/etc/shadow` or SSH host keys would be readable if `/etc` were bound
-/// whole.
+/// else in `/etc` is absent (no `/etc/shadow`, SSH host keys, `/etc/ssl/private`, service
+/// configuration).
 pub const ETC_ALLOWLIST: &[&str] = &[
     "/etc/passwd",
     "/etc/group",
@@ -103,6 +145,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// What went wrong setting up or supervising a sandbox. A command failing inside the sandbox is
 /// not an error: it is an [`Outcome`] with a non-zero exit code.
+///
+/// [`SandboxError::nothing_ran`] tells whether the command certainly did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// `bwrap` was not found; nothing is ever run unsandboxed.
@@ -114,11 +158,13 @@ pub enum SandboxError {
         /// The locations that were tried.
         searched: String,
     },
-    /// `bwrap` exists but could not create the sandbox's namespaces.
+    /// `bwrap` or the shim cannot build the sandbox on this system (found by
+    /// [`Sandbox::detect`]'s probe).
     #[error(
-        "bubblewrap at {path} cannot create the sandbox namespaces ({detail}); enable unprivileged user \
-         namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0) or run \
-         with the privileges to create them; commands are never run without a sandbox"
+        "the sandbox ({path}) cannot be set up on this system: {detail}. It needs unprivileged user \
+         namespaces (sysctl user.max_user_namespaces>0, on Debian kernel.unprivileged_userns_clone=1), \
+         Landlock (Linux >= 5.13 with landlock among the active LSMs) and seccomp; commands are never \
+         run without a sandbox"
     )]
     Unusable {
         /// The `bwrap` binary that was probed.
@@ -126,29 +172,102 @@ pub enum SandboxError {
         /// Exit status and stderr of the probe.
         detail: String,
     },
+    /// The configuration is unusable (e.g. the shim program does not exist, `run_as` is root).
+    #[error("invalid sandbox configuration: {0}")]
+    InvalidConfig(String),
     /// The spec was rejected before anything was started.
     #[error("invalid sandbox spec: {0}")]
     InvalidSpec(String),
-    /// The sandbox process could not be started (retry-safe: nothing ran).
+    /// cgroup limits were requested but the run's cgroup could not be created or configured; the
+    /// run was refused (it is never run without its limits). Nothing ran.
+    #[error("cgroup limits requested but unavailable, run refused: {0}")]
+    Cgroup(String),
+    /// The sandbox process could not be started. **The command did not start** (retry-safe).
     #[error("failed to launch the sandbox: {0}")]
     Launch(#[source] io::Error),
-    /// Supervising the running sandbox failed.
+    /// The sandbox started but exited (or was killed on timeout) before its shim reported ready:
+    /// bwrap, Landlock, seccomp or the egress bridge failed. **The command did not start**
+    /// (retry-safe).
+    #[error(
+        "the sandbox failed during setup (exit code {exit_code:?}); the command did not start: {detail}"
+    )]
+    NotStarted {
+        /// bwrap's exit code (the shim uses the `crate::shim::EXIT_*` codes), `None` if killed.
+        exit_code: Option<i32>,
+        /// What bwrap or the shim printed.
+        detail: String,
+    },
+    /// Supervising the running sandbox failed; the command may have run.
     #[error("failed while supervising the sandbox: {0}")]
     Supervise(#[source] io::Error),
 }
 
-/// Resource limits applied as rlimits to the sandbox (inherited by everything inside).
-/// `None` leaves the inherited limit unchanged.
+impl SandboxError {
+    /// Whether the command certainly did not start (so the caller may retry or report "not run").
+    /// Only [`SandboxError::Supervise`] means it may have run.
+    pub fn nothing_ran(&self) -> bool {
+        !matches!(self, SandboxError::Supervise(_))
+    }
+
+    /// Whether retrying the same spec may succeed: a launch that failed transiently.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::Launch(_) | SandboxError::NotStarted { .. }
+        )
+    }
+}
+
+/// Resource limits for one run. `None` leaves the limit unset (rlimits: inherited).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
     /// `RLIMIT_AS`: virtual address space, in bytes.
     pub address_space_bytes: Option<u64>,
-    /// `RLIMIT_NPROC`: processes (per host uid; see the module docs for the root caveat).
+    /// `RLIMIT_NPROC`: processes of the sandbox's *host uid*, across all its concurrent runs.
     pub processes: Option<u64>,
     /// `RLIMIT_NOFILE`: open file descriptors.
     pub open_files: Option<u64>,
-    /// `RLIMIT_FSIZE`: largest file that may be written, in bytes.
+    /// `RLIMIT_FSIZE`: largest file that may be written, in bytes (`0`: no file may grow; see
+    /// [`crate::workspace`] for the quota).
     pub file_size_bytes: Option<u64>,
+    /// cgroup memory limit (memory + swap), in bytes; the OOM killer acts inside the run.
+    pub memory_bytes: Option<u64>,
+    /// cgroup `pids.max`: processes and threads of this run.
+    pub pids: Option<u64>,
+    /// cgroup CPU quota in millicores (1000 = one CPU).
+    pub cpu_millis: Option<u64>,
+}
+
+impl Limits {
+    fn cgroup(&self) -> CgroupLimits {
+        CgroupLimits {
+            memory_bytes: self.memory_bytes,
+            pids: self.pids,
+            cpu_millis: self.cpu_millis,
+        }
+    }
+
+    fn wants_cgroup(&self) -> bool {
+        self.memory_bytes.is_some() || self.pids.is_some() || self.cpu_millis.is_some()
+    }
+}
+
+/// A file placed read-only inside the sandbox (e.g. a secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SandboxFile {
+    /// Absolute path inside the sandbox, beneath [`SECRETS_DIR`] (e.g. `/run/secrets/token`).
+    pub path: String,
+    /// The contents.
+    pub contents: Vec<u8>,
+}
+
+impl std::fmt::Debug for SandboxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxFile")
+            .field("path", &self.path)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish()
+    }
 }
 
 /// One command to run in a fresh sandbox.
@@ -157,24 +276,46 @@ pub struct SandboxSpec {
     /// Run as `/bin/sh -c COMMAND` inside the sandbox.
     pub command: String,
     /// The user's persistent workspace directory on the host, bound read-write at `/workspace`
-    /// (also the working directory).
+    /// (also the working directory). Must be reachable and writable by the `run_as` uid.
     pub workspace: PathBuf,
-    /// The only environment inside, on top of the defaults `PATH`, `HOME=/workspace`,
+    /// Extra environment inside, on top of the defaults `PATH`, `HOME=/workspace`,
     /// `LANG=C.UTF-8` (which these may override).
     pub env: Vec<(String, String)>,
     /// Wall-clock limit; the whole sandbox is killed when it passes.
     pub timeout: Duration,
     /// Cap on captured stdout+stderr (merged in arrival order).
     pub max_output_bytes: usize,
-    /// rlimits for the sandbox.
+    /// rlimits and cgroup limits for the run.
     pub limits: Limits,
+    /// Files mounted read-only beneath [`SECRETS_DIR`].
+    pub files: Vec<SandboxFile>,
+    /// Host path of the egress proxy's Unix socket; when set, the sandbox gets the egress bridge
+    /// and proxy variables. When `None` the sandbox has no network at all.
+    pub egress_socket: Option<PathBuf>,
+}
+
+impl SandboxSpec {
+    /// A spec with the defaults: 10 minutes, 1 MiB of output, no extra env or files, no egress,
+    /// no limits.
+    pub fn new(command: impl Into<String>, workspace: impl Into<PathBuf>) -> SandboxSpec {
+        SandboxSpec {
+            command: command.into(),
+            workspace: workspace.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(600),
+            max_output_bytes: 1 << 20,
+            limits: Limits::default(),
+            files: Vec::new(),
+            egress_socket: None,
+        }
+    }
 }
 
 /// How a sandboxed run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// The exit code of the command; `None` if it was killed by a signal (including on timeout or
-    /// cancellation).
+    /// The exit code of the command; `None` if the run was killed on timeout or cancellation. A
+    /// command killed by a signal inside the sandbox shows as `128 + signal` (bwrap's convention).
     pub exit_code: Option<i32>,
     /// Captured stdout and stderr, merged by arrival, lossy UTF-8, at most `max_output_bytes`.
     pub output: String,
@@ -184,31 +325,121 @@ pub struct Outcome {
     pub timed_out: bool,
     /// Whether the run was cancelled.
     pub cancelled: bool,
+    /// Whether the kernel's OOM killer killed a process of the run (memory limit reached).
+    pub oom_killed: bool,
     /// Wall-clock duration of the run.
     pub duration: Duration,
+}
+
+/// How to build sandboxes; see [`Sandbox::detect`].
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The `bwrap` binary; `None`: `$AGENTICAI_BWRAP`, else `/usr/bin/bwrap`, else `PATH`.
+    pub bwrap: Option<PathBuf>,
+    /// The executable that runs [`crate::shim::shim_main`] (bound read-only into every sandbox;
+    /// it may only depend on what is mounted there: `/usr`, i.e. glibc).
+    pub shim_program: PathBuf,
+    /// Arguments placed before the shim's own (e.g. `["__sandbox-shim"]` for the server binary).
+    pub shim_args: Vec<OsString>,
+    /// Host uid/gid to drop to before starting bwrap. `None`: [`DEFAULT_RUN_AS`] when the service
+    /// runs as root, the service's own otherwise. Root is refused.
+    pub run_as: Option<(u32, u32)>,
+    /// Whether to use cgroups (per-run limits, leftover killing). When `false`, or when they are
+    /// unavailable, runs that ask for cgroup limits are refused.
+    pub cgroups: bool,
+    /// Parent cgroup for per-run cgroups, relative to each hierarchy's root; `None`: our own
+    /// cgroup + `/agenticai`.
+    pub cgroup_parent: Option<String>,
+}
+
+impl SandboxConfig {
+    /// Defaults around a shim program: bwrap found as documented, default `run_as`, cgroups on.
+    pub fn new(shim_program: impl Into<PathBuf>) -> SandboxConfig {
+        SandboxConfig {
+            bwrap: None,
+            shim_program: shim_program.into(),
+            shim_args: Vec::new(),
+            run_as: None,
+            cgroups: true,
+            cgroup_parent: None,
+        }
+    }
 }
 
 /// The bubblewrap sandbox backend.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     bwrap: PathBuf,
+    shim: PathBuf,
+    shim_args: Vec<OsString>,
+    run_as: Option<(u32, u32)>,
+    cgroup: Result<CgroupRoot, String>,
+}
+
+/// Everything prepared for one spawn.
+struct Prepared {
+    cmd: std::process::Command,
+    ready_rx: OwnedFd,
+    /// The parent's copies of fds the child inherits; dropped after spawn.
+    inherited: Vec<OwnedFd>,
+    cgroup: Option<RunCgroup>,
 }
 
 impl Sandbox {
-    /// Finds `bwrap` (`$AGENTICAI_BWRAP`, else `/usr/bin/bwrap`, else `bwrap` on `PATH`) and checks
-    /// that it can create the sandbox's namespaces by running `true` inside one. Fails with an
-    /// actionable error otherwise; there is no unsandboxed fallback.
-    /// Blocking (it waits for one short `bwrap` run); call it once at startup.
-    pub fn detect() -> Result<Sandbox, SandboxError> {
-        let bwrap = find_bwrap()?;
-        let sandbox = Sandbox { bwrap };
-        sandbox.probe()?;
-        Ok(sandbox)
-    }
-
-    /// Uses a specific `bwrap` binary, after the same probe as [`Sandbox::detect`].
-    pub fn with_bwrap(path: impl Into<PathBuf>) -> Result<Sandbox, SandboxError> {
-        let sandbox = Sandbox { bwrap: path.into() };
+    /// Resolves the configuration and probes it: runs `true` through bwrap and the shim (with
+    /// Landlock, seccomp, the uid drop and, when available, a cgroup), so a system that cannot
+    /// sandbox fails here with an actionable error. cgroups being unavailable does not fail
+    /// detection — see [`Sandbox::cgroup_status`]; runs asking for cgroup limits are then refused.
+    /// Blocking (one short run); call it once at startup.
+    pub fn detect(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let bwrap = match &config.bwrap {
+            Some(p) => p.clone(),
+            None => find_bwrap()?,
+        };
+        if !bwrap.is_file() {
+            return Err(SandboxError::NotFound {
+                searched: bwrap.display().to_string(),
+            });
+        }
+        let shim = std::fs::canonicalize(&config.shim_program).map_err(|e| {
+            SandboxError::InvalidConfig(format!(
+                "shim program {}: {e}",
+                config.shim_program.display()
+            ))
+        })?;
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let run_as = match (config.run_as, euid) {
+            (Some((0, _)) | Some((_, 0)), _) => {
+                return Err(SandboxError::InvalidConfig(
+                    "run_as must not be root: bwrap is never run as host root".into(),
+                ));
+            }
+            (Some(ids), 0) => Some(ids),
+            (None, 0) => Some(DEFAULT_RUN_AS),
+            (Some(ids), _) if ids == (euid, egid) => None,
+            (Some(ids), _) => {
+                return Err(SandboxError::InvalidConfig(format!(
+                    "run_as {ids:?} needs root (the service runs as {euid}:{egid})"
+                )));
+            }
+            (None, _) => None,
+        };
+        let cgroup = if config.cgroups {
+            CgroupRoot::detect(config.cgroup_parent.as_deref()).map_err(|e| e.to_string())
+        } else {
+            Err("disabled by configuration".to_string())
+        };
+        if let Err(e) = &cgroup {
+            tracing::warn!(error = %e, "sandbox cgroup limits unavailable");
+        }
+        let sandbox = Sandbox {
+            bwrap,
+            shim,
+            shim_args: config.shim_args,
+            run_as,
+            cgroup,
+        };
         sandbox.probe()?;
         Ok(sandbox)
     }
@@ -218,68 +449,270 @@ impl Sandbox {
         &self.bwrap
     }
 
+    /// The host uid/gid bwrap runs as when it differs from the service's (`None`: unchanged).
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
+    }
+
+    /// Whether cgroup limits work (for readiness reporting): the cgroup version in use, or why
+    /// not.
+    pub fn cgroup_status(&self) -> Result<CgroupVersion, &str> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.version())
+            .map_err(|e| e.as_str())
+    }
+
+    /// The parent directories per-run cgroups are created in (empty without cgroups).
+    pub fn cgroup_parent_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.parent_dirs())
+            .unwrap_or_default()
+    }
+
     fn probe(&self) -> Result<(), SandboxError> {
+        let spec = SandboxSpec::new("true", "/nonexistent");
+        let unusable = |detail: String| SandboxError::Unusable {
+            path: self.bwrap.clone(),
+            detail,
+        };
+        let mut p = self.prepare(&spec, true)?;
+        p.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = p.cmd.spawn();
+        drop(p.inherited);
+        let out = match child.and_then(|c| c.wait_with_output()) {
+            Ok(out) => out,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SandboxError::NotFound {
+                    searched: self.bwrap.display().to_string(),
+                });
+            }
+            Err(e) => return Err(unusable(e.to_string())),
+        };
+        let mut ready = [0u8; 1];
+        let got = std::fs::File::from(p.ready_rx)
+            .read(&mut ready)
+            .unwrap_or(0);
+        if let Some(cg) = p.cgroup.take()
+            && let Err(e) = cg.remove()
+        {
+            return Err(unusable(format!("removing the probe's cgroup: {e}")));
+        }
+        let detail = || {
+            format!(
+                "{}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            )
+        };
+        if got != 1 {
+            return Err(unusable(format!(
+                "the shim never reported ready; {}",
+                detail()
+            )));
+        }
+        if !out.status.success() {
+            return Err(unusable(detail()));
+        }
+        Ok(())
+    }
+
+    /// Validates `spec`, creates the run's cgroup and builds the bwrap command.
+    /// With `tmpfs_workspace` (the probe), `/workspace` is an empty tmpfs instead of
+    /// `spec.workspace`.
+    fn prepare(&self, spec: &SandboxSpec, tmpfs_workspace: bool) -> Result<Prepared, SandboxError> {
+        let ws = if tmpfs_workspace {
+            None
+        } else {
+            Some(canonical_workspace(&spec.workspace)?)
+        };
+        if spec.command.contains('\0') {
+            return Err(SandboxError::InvalidSpec(
+                "command contains a NUL byte".into(),
+            ));
+        }
+        let env = environment(spec)?;
+        validate_files(&spec.files)?;
+        let egress = match &spec.egress_socket {
+            None => None,
+            Some(p) => Some(p.to_str().ok_or_else(|| {
+                SandboxError::InvalidSpec("egress socket path is not valid UTF-8".into())
+            })?),
+        };
+
+        let cgroup = match &self.cgroup {
+            Ok(root) => match root.create_run(&spec.limits.cgroup()) {
+                Ok(cg) => Some(cg),
+                Err(e) if spec.limits.wants_cgroup() => {
+                    return Err(SandboxError::Cgroup(e.to_string()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox cgroup unavailable; running without one");
+                    None
+                }
+            },
+            Err(e) if spec.limits.wants_cgroup() => {
+                return Err(SandboxError::Cgroup(e.clone()));
+            }
+            Err(_) => None,
+        };
+
+        let (ready_rx, ready_tx) = pipe().map_err(SandboxError::Launch)?;
+        let mut inherited = vec![ready_tx];
+        let mut a: Vec<OsString> = base_args().into_iter().map(OsString::from).collect();
+        a.extend([
+            "--ro-bind".into(),
+            self.shim.clone().into(),
+            SHIM_MOUNT.into(),
+        ]);
+        for f in &spec.files {
+            let fd = memfd_with(&f.contents).map_err(SandboxError::Launch)?;
+            a.extend([
+                "--ro-bind-data".into(),
+                fd.as_raw_fd().to_string().into(),
+                f.path.clone().into(),
+            ]);
+            inherited.push(fd);
+        }
+        if let Some(sock) = egress {
+            a.extend(["--ro-bind".into(), sock.into(), EGRESS_SOCKET_MOUNT.into()]);
+        }
+        match ws {
+            Some(path) => a.extend(["--bind".into(), path.into(), WORKSPACE_MOUNT.into()]),
+            None => a.extend(["--tmpfs".into(), WORKSPACE_MOUNT.into()]),
+        }
+        a.extend([
+            "--remount-ro".into(),
+            "/".into(),
+            "--chdir".into(),
+            WORKSPACE_MOUNT.into(),
+        ]);
+        for (k, v) in env {
+            a.extend(["--setenv".into(), k.into(), v.into()]);
+        }
+        if egress.is_some() {
+            for k in [
+                "HTTPS_PROXY",
+                "HTTP_PROXY",
+                "https_proxy",
+                "http_proxy",
+                "ALL_PROXY",
+            ] {
+                a.extend(["--setenv".into(), k.into(), EGRESS_PROXY_URL.into()]);
+            }
+            a.extend(["--setenv".into(), "NO_PROXY".into(), "".into()]);
+        }
+        a.extend(["--".into(), SHIM_MOUNT.into()]);
+        a.extend(self.shim_args.iter().cloned());
+        let shim_args = ShimArgs {
+            ready_fd: inherited[0].as_raw_fd(),
+            egress: egress.is_some(),
+            file_size_bytes: spec.limits.file_size_bytes,
+            command: spec.command.clone().into(),
+        };
+        a.extend(shim_args.to_args());
+
         let mut cmd = std::process::Command::new(&self.bwrap);
-        cmd.args(base_args())
-            .args(["--tmpfs", WORKSPACE_MOUNT, "--remount-ro", "/"])
-            .args(["--chdir", WORKSPACE_MOUNT])
-            .args(["/bin/sh", "-c", "true"])
+        cmd.args(&a)
             .env_clear()
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        match cmd.output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(SandboxError::Unusable {
-                path: self.bwrap.clone(),
-                detail: format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SandboxError::NotFound {
-                searched: self.bwrap.display().to_string(),
-            }),
-            Err(e) => Err(SandboxError::Unusable {
-                path: self.bwrap.clone(),
-                detail: e.to_string(),
-            }),
+            .process_group(0);
+        let procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let rlimits = [
+            (libc::RLIMIT_AS, spec.limits.address_space_bytes),
+            (libc::RLIMIT_NPROC, spec.limits.processes),
+            (libc::RLIMIT_NOFILE, spec.limits.open_files),
+        ];
+        let pass: Vec<RawFd> = inherited.iter().map(|f| f.as_raw_fd()).collect();
+        let run_as = self.run_as;
+        // SAFETY: the closure runs in the forked child before exec. It only makes async-signal-safe
+        // syscalls (open/write/close, setrlimit, fcntl, setgroups/setgid/setuid) on data captured
+        // by move and prepared before the fork; it allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::cgroup::join_raw(&procs)?;
+                apply_rlimits(&rlimits)?;
+                for fd in &pass {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if let Some((uid, gid)) = run_as {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if libc::getuid() != uid || libc::geteuid() != uid || libc::getegid() != gid {
+                        return Err(io::Error::from_raw_os_error(libc::EPERM));
+                    }
+                }
+                Ok(())
+            });
         }
+        Ok(Prepared {
+            cmd,
+            ready_rx,
+            inherited,
+            cgroup,
+        })
     }
 
     /// Runs `spec` in a fresh sandbox until it exits, times out, or `cancel` becomes `true`
-    /// (dropping the sender without sending `true` does not cancel). On timeout or cancellation
-    /// the sandbox's process group is killed with `SIGKILL` (while bwrap is still unreaped, so the
-    /// group id cannot have been reused), which takes the whole pid namespace with it.
+    /// (dropping the sender without sending `true` does not cancel). `progress`, when given,
+    /// receives exactly the captured bytes (merged stdout/stderr, in order, up to the cap) as they
+    /// arrive.
+    ///
+    /// On timeout or cancellation the sandbox's process group is killed with `SIGKILL` (while
+    /// bwrap is still unreaped, so the group id cannot have been reused), which takes the whole
+    /// pid namespace with it; afterwards anything left in the run's cgroup is killed and the
+    /// cgroup removed.
+    ///
+    /// Errors: see [`SandboxError::nothing_ran`]. If the run was cancelled before the command
+    /// started, the result is an [`Outcome`] with `cancelled` set.
     pub async fn run(
         &self,
         spec: &SandboxSpec,
         mut cancel: watch::Receiver<bool>,
+        progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
     ) -> Result<Outcome, SandboxError> {
-        let args = sandbox_args(spec)?;
-        let limits = spec.limits.clone();
-
-        let mut cmd = Command::new(&self.bwrap);
-        cmd.args(&args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        let p = self.prepare(spec, false)?;
+        let Prepared {
+            cmd,
+            ready_rx,
+            inherited,
+            cgroup,
+        } = p;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the forked child before exec. It only calls `setrlimit`,
-        // which is async-signal-safe, on a value captured by move; it allocates nothing and takes
-        // no locks.
-        unsafe {
-            cmd.pre_exec(move || apply_limits(&limits));
-        }
 
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(SandboxError::Launch)?;
+        let spawned = cmd.spawn();
+        drop(inherited);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(cg) = cgroup {
+                    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                }
+                return Err(SandboxError::Launch(e));
+            }
+        };
         let pgid = child.id().map(|p| p as libc::pid_t);
+        let ready_task = tokio::spawn(async move {
+            let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_rx) else {
+                return false;
+            };
+            let mut b = [0u8; 1];
+            matches!(rx.read(&mut b).await, Ok(1))
+        });
 
-        let buf = Arc::new(Mutex::new(Capture::new(spec.max_output_bytes)));
+        let buf = Arc::new(Mutex::new(Capture::new(spec.max_output_bytes, progress)));
         let readers = [
             child
                 .stdout
@@ -299,13 +732,13 @@ impl Sandbox {
         if *cancel.borrow_and_update() {
             cancelled = true;
         }
-        let status = loop {
+        let waited = loop {
             if timed_out || cancelled {
                 kill_group(pgid);
-                break child.wait().await.map_err(SandboxError::Supervise)?;
+                break child.wait().await;
             }
             tokio::select! {
-                status = child.wait() => break status.map_err(SandboxError::Supervise)?,
+                status = child.wait() => break status,
                 () = &mut deadline => timed_out = true,
                 changed = cancel.changed(), if cancel_open => match changed {
                     Ok(()) => cancelled = *cancel.borrow_and_update(),
@@ -314,9 +747,12 @@ impl Sandbox {
             }
         };
         // No `killpg` after a normal exit: bwrap has been reaped, so its pgid may be reused by an
-        // unrelated process. Nothing of the run survives anyway: when the sandbox's init (pid 1
-        // of its pid namespace) exits, the kernel kills every process left in the namespace.
+        // unrelated process. Leftovers are found through the cgroup instead.
 
+        let ready = match tokio::time::timeout(DRAIN_GRACE, ready_task).await {
+            Ok(Ok(r)) => r,
+            _ => false,
+        };
         for reader in readers.into_iter().flatten() {
             let abort = reader.abort_handle();
             if tokio::time::timeout(DRAIN_GRACE, reader).await.is_err() {
@@ -324,6 +760,16 @@ impl Sandbox {
                 abort.abort();
             }
         }
+        let mut oom_killed = false;
+        if let Some(cg) = cgroup {
+            oom_killed = cg.oom_killed();
+            match tokio::task::spawn_blocking(move || cg.remove()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "sandbox cgroup cleanup failed"),
+                Err(e) => tracing::error!(error = %e, "sandbox cgroup cleanup panicked"),
+            }
+        }
+        let status = waited.map_err(SandboxError::Supervise)?;
         let duration = started.elapsed();
         let (output, truncated) = match buf.lock() {
             Ok(c) => (String::from_utf8_lossy(&c.data).into_owned(), c.truncated),
@@ -332,6 +778,16 @@ impl Sandbox {
                 (String::from_utf8_lossy(&c.data).into_owned(), c.truncated)
             }
         };
+        if !ready && !cancelled {
+            return Err(SandboxError::NotStarted {
+                exit_code: status.code(),
+                detail: if timed_out {
+                    format!("timed out during setup; {output}")
+                } else {
+                    output
+                },
+            });
+        }
         let exit_code = if timed_out || cancelled {
             None
         } else {
@@ -341,6 +797,7 @@ impl Sandbox {
             ?exit_code,
             timed_out,
             cancelled,
+            oom_killed,
             ?duration,
             "sandbox run finished"
         );
@@ -350,6 +807,7 @@ impl Sandbox {
             truncated,
             timed_out,
             cancelled,
+            oom_killed,
             duration,
         })
     }
@@ -384,7 +842,7 @@ fn find_bwrap() -> Result<PathBuf, SandboxError> {
     })
 }
 
-/// The isolation arguments shared by every invocation (everything but the workspace and env).
+/// The isolation arguments shared by every invocation (everything but the per-run mounts and env).
 fn base_args() -> Vec<String> {
     let mut a: Vec<String> = [
         "--unshare-all",
@@ -434,12 +892,9 @@ fn base_args() -> Vec<String> {
     a
 }
 
-fn sandbox_args(spec: &SandboxSpec) -> Result<Vec<String>, SandboxError> {
-    let ws = std::fs::canonicalize(&spec.workspace).map_err(|e| {
-        SandboxError::InvalidSpec(format!(
-            "workspace {} is not usable: {e}",
-            spec.workspace.display()
-        ))
+fn canonical_workspace(path: &Path) -> Result<String, SandboxError> {
+    let ws = std::fs::canonicalize(path).map_err(|e| {
+        SandboxError::InvalidSpec(format!("workspace {} is not usable: {e}", path.display()))
     })?;
     if !ws.is_dir() {
         return Err(SandboxError::InvalidSpec(format!(
@@ -447,14 +902,12 @@ fn sandbox_args(spec: &SandboxSpec) -> Result<Vec<String>, SandboxError> {
             ws.display()
         )));
     }
-    let ws = ws
-        .to_str()
-        .ok_or_else(|| SandboxError::InvalidSpec("workspace path is not valid UTF-8".into()))?;
-    if spec.command.contains('\0') {
-        return Err(SandboxError::InvalidSpec(
-            "command contains a NUL byte".into(),
-        ));
-    }
+    ws.into_os_string()
+        .into_string()
+        .map_err(|_| SandboxError::InvalidSpec("workspace path is not valid UTF-8".into()))
+}
+
+fn environment(spec: &SandboxSpec) -> Result<Vec<(String, String)>, SandboxError> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOME".into(), WORKSPACE_MOUNT.into()),
@@ -469,44 +922,81 @@ fn sandbox_args(spec: &SandboxSpec) -> Result<Vec<String>, SandboxError> {
         env.retain(|(existing, _)| existing != k);
         env.push((k.clone(), v.clone()));
     }
-
-    let mut a = base_args();
-    a.extend([
-        "--bind".into(),
-        ws.to_string(),
-        WORKSPACE_MOUNT.into(),
-        "--remount-ro".into(),
-        "/".into(),
-        "--chdir".into(),
-        WORKSPACE_MOUNT.into(),
-    ]);
-    for (k, v) in env {
-        a.extend(["--setenv".into(), k, v]);
-    }
-    a.extend([
-        "--".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        spec.command.clone(),
-    ]);
-    Ok(a)
+    Ok(env)
 }
 
-fn apply_limits(limits: &Limits) -> io::Result<()> {
-    let pairs = [
-        (libc::RLIMIT_AS, limits.address_space_bytes),
-        (libc::RLIMIT_NPROC, limits.processes),
-        (libc::RLIMIT_NOFILE, limits.open_files),
-        (libc::RLIMIT_FSIZE, limits.file_size_bytes),
-    ];
-    for (resource, value) in pairs {
+fn validate_files(files: &[SandboxFile]) -> Result<(), SandboxError> {
+    let mut total = 0usize;
+    let mut seen = std::collections::HashSet::new();
+    for f in files {
+        let p = Path::new(&f.path);
+        let bad = |why: &str| SandboxError::InvalidSpec(format!("file {:?}: {why}", f.path));
+        if f.path.contains('\0') {
+            return Err(bad("contains a NUL byte"));
+        }
+        let rel = p
+            .strip_prefix(SECRETS_DIR)
+            .map_err(|_| bad("must be an absolute path beneath /run/secrets"))?;
+        let segments_ok = f.path[SECRETS_DIR.len()..]
+            .strip_prefix('/')
+            .is_some_and(|r| r.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+        if rel.as_os_str().is_empty()
+            || !segments_ok
+            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(bad(
+                "must name a file beneath /run/secrets without `.`/`..`",
+            ));
+        }
+        if !seen.insert(f.path.as_str()) {
+            return Err(bad("given twice"));
+        }
+        total = total.saturating_add(f.contents.len());
+    }
+    if total > MAX_FILES_BYTES {
+        return Err(SandboxError::InvalidSpec(format!(
+            "files total {total} bytes, more than {MAX_FILES_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// A pipe, both ends close-on-exec: (read, write).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A close-on-exec memfd holding `data`, positioned at its start.
+fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: a static NUL-terminated name and flags.
+    let fd = unsafe { libc::memfd_create(c"agenticai-file".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a fresh fd that we now own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(owned);
+    file.write_all(data)?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Async-signal-safe: `setrlimit` only.
+fn apply_rlimits(limits: &[(libc::__rlimit_resource_t, Option<u64>)]) -> io::Result<()> {
+    for (resource, value) in limits {
         if let Some(v) = value {
             let rl = libc::rlimit {
-                rlim_cur: v as libc::rlim_t,
-                rlim_max: v as libc::rlim_t,
+                rlim_cur: *v as libc::rlim_t,
+                rlim_max: *v as libc::rlim_t,
             };
             // SAFETY: `rl` is a valid, initialised rlimit that outlives the call.
-            if unsafe { libc::setrlimit(resource, &rl) } != 0 {
+            if unsafe { libc::setrlimit(*resource, &rl) } != 0 {
                 return Err(io::Error::last_os_error());
             }
         }
@@ -528,14 +1018,16 @@ struct Capture {
     data: Vec<u8>,
     cap: usize,
     truncated: bool,
+    progress: Option<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl Capture {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, progress: Option<mpsc::UnboundedSender<Vec<u8>>>) -> Self {
         Capture {
             data: Vec::with_capacity(cap.min(64 * 1024)),
             cap,
             truncated: false,
+            progress,
         }
     }
 
@@ -546,6 +1038,12 @@ impl Capture {
         }
         let take = chunk.len().min(room);
         self.data.extend_from_slice(&chunk[..take]);
+        if take > 0
+            && let Some(tx) = &self.progress
+            && tx.send(chunk[..take].to_vec()).is_err()
+        {
+            self.progress = None;
+        }
     }
 }
 
@@ -564,5 +1062,53 @@ async fn pump(mut src: impl AsyncRead + Unpin, buf: Arc<Mutex<Capture>>) {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> SandboxFile {
+        SandboxFile {
+            path: path.into(),
+            contents: b"x".to_vec(),
+        }
+    }
+
+    #[test]
+    fn file_paths_are_validated() {
+        for ok in ["/run/secrets/a", "/run/secrets/dir/b.txt"] {
+            assert!(validate_files(&[file(ok)]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/run/secrets",
+            "/run/secrets/",
+            "/run/secrets/../etc/x",
+            "/run/secretsx/a",
+            "/etc/passwd",
+            "run/secrets/a",
+            "/run/secrets/./a",
+            "/run/secrets/a/",
+        ] {
+            assert!(validate_files(&[file(bad)]).is_err(), "{bad}");
+        }
+        assert!(validate_files(&[file("/run/secrets/a"), file("/run/secrets/a")]).is_err());
+    }
+
+    #[test]
+    fn capture_sends_only_what_it_keeps() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut c = Capture::new(5, Some(tx));
+        c.push(b"abc");
+        c.push(b"defg");
+        c.push(b"h");
+        assert_eq!(c.data, b"abcde");
+        assert!(c.truncated);
+        let mut got = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            got.extend(b);
+        }
+        assert_eq!(got, b"abcde");
     }
 }

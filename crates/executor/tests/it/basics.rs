@@ -111,7 +111,7 @@ async fn tmp_is_private_to_each_run() {
 async fn missing_workspace_is_an_error_not_a_run() {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let s = spec("true", std::path::Path::new("/nonexistent/agenticai-ws"));
-    let r = crate::support::sandbox().run(&s, rx).await;
+    let r = crate::support::sandbox().run(&s, rx, None).await;
     assert!(
         matches!(r, Err(executor::SandboxError::InvalidSpec(_))),
         "{r:?}"
@@ -120,7 +120,9 @@ async fn missing_workspace_is_an_error_not_a_run() {
 
 #[tokio::test]
 async fn a_bwrap_that_cannot_sandbox_is_refused_with_a_clear_error() {
-    let r = executor::Sandbox::with_bwrap("/bin/false");
+    let mut config = crate::support::config();
+    config.bwrap = Some("/bin/false".into());
+    let r = executor::Sandbox::detect(config);
     match r {
         Err(e @ executor::SandboxError::Unusable { .. }) => {
             assert!(e.to_string().contains("never run without a sandbox"), "{e}");

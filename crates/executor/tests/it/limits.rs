@@ -68,7 +68,7 @@ async fn cancel_kills_everything_quickly() {
     let s = spec(&stubborn(marker), ws.path());
     let (tx, rx) = watch::channel(false);
     let sb = sandbox();
-    let handle = tokio::spawn(async move { sb.run(&s, rx).await });
+    let handle = tokio::spawn(async move { sb.run(&s, rx, None).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(tx.send(true).is_ok());
     let cancelled_at = std::time::Instant::now();
@@ -87,7 +87,7 @@ async fn already_cancelled_does_not_run_to_completion() {
     let ws = host_dir();
     let s = spec("sleep 100.0505", ws.path());
     let (_tx, rx) = watch::channel(true);
-    let o = match sandbox().run(&s, rx).await {
+    let o = match sandbox().run(&s, rx, None).await {
         Ok(o) => o,
         Err(e) => panic!("{e}"),
     };

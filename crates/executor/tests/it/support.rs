@@ -3,41 +3,69 @@
 use std::path::Path;
 use std::time::Duration;
 
-use executor::{Limits, Outcome, Sandbox, SandboxSpec};
+use std::sync::OnceLock;
+
+use executor::{Outcome, Sandbox, SandboxConfig, SandboxSpec};
 use tokio::sync::watch;
 
-/// The real sandbox. Fails (never skips) when bwrap is missing: CI installs it.
-pub fn sandbox() -> Sandbox {
-    match Sandbox::detect() {
-        Ok(s) => s,
-        Err(e) => panic!("Sandbox::detect() failed: {e}"),
-    }
+/// The shim executable built from this crate.
+pub const SHIM: &str = env!("CARGO_BIN_EXE_sandbox-shim");
+
+/// The configuration the tests use: this crate's shim, defaults otherwise.
+pub fn config() -> SandboxConfig {
+    SandboxConfig::new(SHIM)
 }
 
-/// A fresh host directory under the target dir (not mounted into any sandbox).
-pub fn host_dir() -> tempfile::TempDir {
+/// The real sandbox (detected once per test process). Fails (never skips) when bwrap is missing:
+/// CI installs it.
+pub fn sandbox() -> Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| match Sandbox::detect(config()) {
+            Ok(s) => s,
+            Err(e) => panic!("Sandbox::detect() failed: {e}"),
+        })
+        .clone()
+}
+
+/// Whether this test process runs as root (then bwrap runs as the unprivileged `run_as` uid).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A fresh host directory under the target dir, not mounted anywhere: for host-only files.
+pub fn private_dir() -> tempfile::TempDir {
     match tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")) {
         Ok(d) => d,
         Err(e) => panic!("cannot create a temp dir: {e}"),
     }
 }
 
+/// A fresh host directory usable as a workspace: owned by the sandbox's host uid (as
+/// `Workspaces::prepare` does).
+pub fn host_dir() -> tempfile::TempDir {
+    let d = private_dir();
+    if let Some((uid, gid)) = sandbox().run_as()
+        && let Err(e) = std::os::unix::fs::chown(d.path(), Some(uid), Some(gid))
+    {
+        panic!("chown workspace: {e}");
+    }
+    d
+}
+
 /// A spec with sensible test defaults.
 pub fn spec(command: &str, workspace: &Path) -> SandboxSpec {
-    SandboxSpec {
-        command: command.to_string(),
-        workspace: workspace.to_path_buf(),
-        env: Vec::new(),
-        timeout: Duration::from_secs(20),
-        max_output_bytes: 64 * 1024,
-        limits: Limits::default(),
-    }
+    let mut s = SandboxSpec::new(command, workspace);
+    s.timeout = Duration::from_secs(20);
+    s.max_output_bytes = 64 * 1024;
+    s
 }
 
 /// Runs `spec` without cancellation.
 pub async fn run(spec: &SandboxSpec) -> Outcome {
     let (_tx, rx) = watch::channel(false);
-    match sandbox().run(spec, rx).await {
+    match sandbox().run(spec, rx, None).await {
         Ok(o) => o,
         Err(e) => panic!("sandbox run failed: {e}"),
     }
