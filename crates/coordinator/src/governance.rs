@@ -26,8 +26,8 @@ pub enum Emergency {
     ResumeMutations,
     /// Cancel every non-terminal task of tier L1 or more, and every running agent task.
     CancelRiskyTasks,
-    /// Cancel tasks holding grants (environments) so new credentials take effect. Re-encrypting
-    /// stored secrets joins this when secrets land.
+    /// Cancel tasks holding grants (environments) so new credentials take effect, and re-encrypt
+    /// every stored secret under a new data key.
     RotateCredentials,
 }
 
@@ -167,24 +167,26 @@ impl Coordinator {
             Emergency::CancelRiskyTasks | Emergency::RotateCredentials => PolicyChange::default(),
         };
         let mut tx = self.db.begin().await?;
+        let mut rotation = None;
         let canceled = match action {
             Emergency::CancelRiskyTasks => {
                 let ids = store::tasks::risky_active_ids(&mut tx).await?;
                 cancel_all(&mut tx, &ids, &user.user_id, "emergency_cancel_risky_tasks").await?
             }
             Emergency::RotateCredentials => {
+                rotation = self.rotate_secrets_in(&mut tx).await?;
                 let ids = store::tasks::active_ids_with_environment(&mut tx).await?;
                 cancel_all(&mut tx, &ids, &user.user_id, "emergency_rotate_credentials").await?
             }
             _ => Vec::new(),
         };
         let policy = apply_change(&mut tx, &user.user_id, &change, &kind).await?;
-        audit::append(
-            &mut tx,
-            NewAuditEvent::new(&kind, serde_json::json!({"canceled_task_ids": canceled}))
-                .actor(&user.user_id),
-        )
-        .await?;
+        let mut data = serde_json::json!({"canceled_task_ids": canceled});
+        if let Some(r) = rotation {
+            data["secrets_reencrypted"] = r.reencrypted.into();
+            data["key_version"] = r.key_version.into();
+        }
+        audit::append(&mut tx, NewAuditEvent::new(&kind, data).actor(&user.user_id)).await?;
         tx.commit().await?;
         Ok(EmergencyOutcome {
             policy,

@@ -7,19 +7,25 @@
 
 mod approvals;
 mod auth_failures;
+mod environments;
 mod error;
 mod gate;
 mod governance;
 mod identity;
 mod page;
+mod secrets;
 mod task_writer;
 mod tasks;
 
+pub use environments::{
+    EnvironmentSpec, is_environment_name, is_secret_name, normalize_egress, validate_environment,
+};
 pub use error::{CoordError, Result};
 pub use gate::Explanation;
 pub use governance::{Emergency, EmergencyOutcome};
 pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;
+pub use secrets::MAX_SECRET_BYTES;
 pub use tasks::{NewTask, TaskQuery};
 
 use store::Db;
@@ -32,6 +38,8 @@ pub struct Coordinator {
     bus: Bus,
     auth_failures: std::sync::Arc<auth_failures::AuthFailures>,
     task_writer: task_writer::TaskWriter,
+    /// The master key, for secrets (see [`Coordinator::with_keyring`]).
+    keyring: Option<store::secrets::Keyring>,
 }
 
 impl Coordinator {
@@ -43,6 +51,7 @@ impl Coordinator {
             db,
             bus,
             auth_failures: Default::default(),
+            keyring: None,
         }
     }
 

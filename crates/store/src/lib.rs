@@ -20,6 +20,7 @@ mod migrate;
 pub mod org;
 pub mod policy;
 mod rows;
+pub mod secrets;
 pub mod tasks;
 pub mod users;
 
