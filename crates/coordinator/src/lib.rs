@@ -16,6 +16,7 @@ mod page;
 mod secrets;
 mod task_writer;
 mod tasks;
+mod watch;
 
 pub use environments::{
     EnvironmentSpec, is_environment_name, is_secret_name, normalize_egress, validate_environment,
@@ -27,6 +28,7 @@ pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;
 pub use secrets::MAX_SECRET_BYTES;
 pub use tasks::{NewTask, TaskQuery};
+pub use watch::TaskWatch;
 
 use store::Db;
 use store::bus::Bus;

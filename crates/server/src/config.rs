@@ -111,6 +111,28 @@ pub const SETTINGS: &[SettingInfo] = &[
         "on SIGINT/SIGTERM, how long running actions may finish before they are cancelled"),
     setting("log", "AGENTICAI_LOG", Some("info"), false,
         "log filter (tracing EnvFilter syntax, e.g. info,agenticai=debug)"),
+    setting("max_concurrent_tasks", "AGENTICAI_MAX_CONCURRENT_TASKS", Some("8"), false,
+        "tasks one server process runs at once (1-1024)"),
+    setting("max_tasks_per_user", "AGENTICAI_MAX_TASKS_PER_USER", Some("4"), false,
+        "tasks of one user running at once across the deployment (0: no limit)"),
+    setting("tasks_per_hour", "AGENTICAI_TASKS_PER_HOUR", Some("600"), false,
+        "tasks one user may create per hour; more get 429 quota_exceeded (0: no limit)"),
+    setting("task_timeout", "AGENTICAI_TASK_TIMEOUT", Some("10m"), false,
+        "wall-clock limit of one command; then the task is TIMED_OUT"),
+    setting("task_lease", "AGENTICAI_TASK_LEASE", Some("30s"), false,
+        "how long a worker's claim on a running task lasts without renewal; after a crash its tasks are recovered this long after the last renewal"),
+    setting("task_output_limit", "AGENTICAI_TASK_OUTPUT_LIMIT", Some("1MiB"), false,
+        "captured output (stdout and stderr merged) kept per task; the rest is cut and marked truncated"),
+    setting("sandbox_memory", "AGENTICAI_SANDBOX_MEMORY", Some("1GiB"), false,
+        "memory limit of one sandbox (cgroup)"),
+    setting("sandbox_pids", "AGENTICAI_SANDBOX_PIDS", Some("256"), false,
+        "process limit of one sandbox (cgroup)"),
+    setting("sandbox_cpu", "AGENTICAI_SANDBOX_CPU", Some("1"), false,
+        "CPU quota of one sandbox, in cores (e.g. 0.5)"),
+    setting("workspace_quota", "AGENTICAI_WORKSPACE_QUOTA", Some("2GiB"), false,
+        "size cap of one user's persistent workspace"),
+    setting("bwrap", "AGENTICAI_BWRAP", None, false,
+        "path of bubblewrap; unset: /usr/bin/bwrap, else bwrap on PATH"),
 ];
 
 /// Looks a setting up by its TOML key.
@@ -628,11 +650,41 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The log filter, tracing `EnvFilter` syntax, already checked (`AGENTICAI_LOG`).
     pub log: String,
+    /// How tasks are run: concurrency, quotas, time and resource limits.
+    pub execution: ExecutionSettings,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// Per setting, in [`SETTINGS`] order: the value as shown by [`Settings::report`] (secrets
     /// already redacted) and where it came from.
     shown: ReportLines,
+}
+
+/// How tasks are run (the `AGENTICAI_MAX_*`, `AGENTICAI_TASK*`, `AGENTICAI_SANDBOX_*`,
+/// `AGENTICAI_WORKSPACE_QUOTA` and `AGENTICAI_BWRAP` settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionSettings {
+    /// Tasks one process runs at once.
+    pub max_concurrent: usize,
+    /// Running tasks per user across the deployment; `None`: no limit.
+    pub max_per_user: Option<i64>,
+    /// Tasks a user may create per hour; `None`: no limit.
+    pub tasks_per_hour: Option<u32>,
+    /// Wall-clock limit of one command.
+    pub task_timeout: Duration,
+    /// A worker's claim on a running task.
+    pub lease: Duration,
+    /// Captured output per task, in bytes.
+    pub output_limit: u64,
+    /// Memory of one sandbox, in bytes.
+    pub memory_bytes: u64,
+    /// Processes of one sandbox.
+    pub pids: u64,
+    /// CPU quota of one sandbox, in thousandths of a core.
+    pub cpu_millis: u64,
+    /// Size cap of one user's workspace, in bytes.
+    pub workspace_quota: u64,
+    /// bubblewrap's path; `None`: searched.
+    pub bwrap: Option<PathBuf>,
 }
 
 /// The lines of [`Settings::report`]; left out of `Debug`, which shows the fields themselves.
@@ -1149,6 +1201,116 @@ fn parse_checkpoint_every(s: &str) -> Result<u64, String> {
     }
 }
 
+impl ExecutionSettings {
+    fn resolve(r: &mut Resolver) -> Result<ExecutionSettings, ConfigError> {
+        let zero_is_none = |n: u64| (n > 0).then_some(n);
+        Ok(ExecutionSettings {
+            max_concurrent: r.req("max_concurrent_tasks", |s| parse_count(s, 1, 1024), show)?
+                as usize,
+            max_per_user: zero_is_none(r.req(
+                "max_tasks_per_user",
+                |s| parse_count(s, 0, 1024),
+                show,
+            )?)
+            .map(|n| n as i64),
+            tasks_per_hour: zero_is_none(r.req(
+                "tasks_per_hour",
+                |s| parse_count(s, 0, 1_000_000),
+                show,
+            )?)
+            .map(|n| n as u32),
+            task_timeout: r.req(
+                "task_timeout",
+                |s| parse_bounded_duration(s, Duration::from_secs(1), Duration::from_secs(7 * 86400)),
+                show_duration,
+            )?,
+            lease: r.req(
+                "task_lease",
+                |s| parse_bounded_duration(s, Duration::from_secs(3), Duration::from_secs(3600)),
+                show_duration,
+            )?,
+            output_limit: r.req("task_output_limit", |s| parse_size(s, 1024, 64 << 20), show_size)?,
+            memory_bytes: r.req("sandbox_memory", |s| parse_size(s, 16 << 20, 1 << 40), show_size)?,
+            pids: r.req("sandbox_pids", |s| parse_count(s, 8, 1_000_000), show)?,
+            cpu_millis: r.req("sandbox_cpu", parse_cores, |m| format!("{}", *m as f64 / 1000.0))?,
+            workspace_quota: r.req("workspace_quota", |s| parse_size(s, 1 << 20, 1 << 50), show_size)?,
+            bwrap: r.opt("bwrap", parse_path, |p| show_path(p))?,
+        })
+    }
+}
+
+/// A whole number from `min` to `max`.
+fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}, got {s:?}")),
+    }
+}
+
+/// A humantime duration from `min` to `max`.
+fn parse_bounded_duration(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "expected a duration from {} to {}, got {s:?}",
+            show_duration(&min),
+            show_duration(&max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A size in bytes with an optional unit (`KiB`, `MiB`, `GiB`, `TiB`; also `K`, `M`, `G`, `T`,
+/// binary), from `min` to `max`.
+fn parse_size(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        "t" | "tib" | "tb" => 40,
+        _ => return Err(format!("unknown size unit in {s:?}; use KiB, MiB, GiB or TiB")),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("expected a size such as 512MiB, got {s:?}"))?;
+    if bytes < min || bytes > max {
+        return Err(format!(
+            "expected a size from {} to {}, got {s:?}",
+            show_size(&min),
+            show_size(&max)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Bytes in the largest binary unit that divides them.
+fn show_size(bytes: &u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if *bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// Cores as a decimal (`0.5`, `2`) → thousandths of a core, from 0.01 to 256 cores.
+fn parse_cores(s: &str) -> Result<u64, String> {
+    let cores: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of cores such as 0.5 or 2, got {s:?}"))?;
+    if !(0.01..=256.0).contains(&cores) {
+        return Err(format!("expected from 0.01 to 256 cores, got {s:?}"));
+    }
+    Ok((cores * 1000.0).round() as u64)
+}
+
 /// A plain path.
 fn parse_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
@@ -1193,6 +1355,7 @@ impl Settings {
         let token = r.opt("token", |s| Ok(Secret::new(s)), show)?;
         let shutdown_grace = r.req("shutdown_grace", parse_duration, show_duration)?;
         let log = r.req("log", parse_log, String::clone)?;
+        let execution = ExecutionSettings::resolve(r)?;
 
         let mut settings = Settings {
             data_dir,
@@ -1218,6 +1381,7 @@ impl Settings {
             token,
             shutdown_grace,
             log,
+            execution,
             config_file: r.file_path.clone(),
             shown: ReportLines::default(),
         };

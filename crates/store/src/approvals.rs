@@ -170,3 +170,55 @@ pub async fn pending_of_task(tx: &mut Tx, task_id: &Id) -> Result<Option<Approva
     .await?;
     row.as_ref().map(row_to_approval).transpose()
 }
+
+/// What a decided approval allows: the hash of the action it is bound to, and whether a run has
+/// already used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub decision: Option<ApprovalDecision>,
+    pub action_hash: String,
+    pub consumed: bool,
+}
+
+/// The binding of an approval, if it exists.
+pub async fn binding(tx: &mut Tx, approval_id: &Id) -> Result<Option<Binding>> {
+    let row = sqlx::query(
+        "SELECT decision, action_hash, consumed_at FROM approvals WHERE approval_id = $1",
+    )
+    .bind(approval_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        Ok(Binding {
+            decision: rows::opt_parsed::<ApprovalDecision>(&row, "decision")?,
+            action_hash: row.try_get("action_hash")?,
+            consumed: row.try_get::<Option<i64>, _>("consumed_at")?.is_some(),
+        })
+    })
+    .transpose()
+}
+
+/// Marks an APPROVE decision as used by the run about to start. False when it is not an unused
+/// approval (single use: a second run never gets it).
+pub async fn consume(tx: &mut Tx, approval_id: &Id) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE approvals SET consumed_at = $1
+         WHERE approval_id = $2 AND decision = 'APPROVE' AND consumed_at IS NULL",
+    )
+    .bind(Timestamp::now().as_millis())
+    .bind(approval_id.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Gives a consumed approval back because its run provably never started (the sandbox failed to
+/// launch), so the retry may use it.
+pub async fn release(tx: &mut Tx, approval_id: &Id) -> Result<()> {
+    sqlx::query("UPDATE approvals SET consumed_at = NULL WHERE approval_id = $1")
+        .bind(approval_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -21,6 +21,7 @@ pub mod org;
 pub mod policy;
 mod rows;
 pub mod secrets;
+pub mod task_events;
 pub mod tasks;
 pub mod users;
 

@@ -18,6 +18,7 @@ use crate::audit::{self, NewAuditEvent};
 use crate::db::{Db, Dialect, Tx};
 use crate::error::{Result, StoreError};
 use crate::rows;
+use crate::task_events;
 
 /// The same columns qualified with `tasks.`, for statements that join.
 macro_rules! task_columns_qualified {
@@ -255,6 +256,8 @@ pub struct StatusChange {
     pub error: Option<TaskError>,
     /// Why, for the audit trail (e.g. `canceled_by_user`).
     pub reason: Option<String>,
+    /// Earliest time a worker may claim the task again (retry backoff, with `to` = QUEUED).
+    pub not_before: Option<Timestamp>,
 }
 
 /// Why [`set_status`] refused.
@@ -269,7 +272,8 @@ pub enum SetStatusError {
 }
 
 /// Moves a task to `to`, if the state machine allows it from its current status; releases any
-/// lease; audits `task.status_changed` with `actor`. Returns the updated task.
+/// lease; audits `task.status_changed` with `actor` and records a `status` task event. Returns
+/// the updated task.
 pub async fn set_status(
     tx: &mut Tx,
     task_id: &Id,
@@ -284,7 +288,7 @@ pub async fn set_status(
         "UPDATE tasks SET status = $1, updated_at = $2,
             result_exit_code = $3, result_output = $4, result_truncated = $5,
             error_code = $6, error_message = $7,
-            lease_owner = NULL, lease_expires_at = NULL
+            lease_owner = NULL, lease_expires_at = NULL, not_before = COALESCE($10, not_before)
          WHERE task_id = $8 AND status = $9",
     )
     .bind(to.as_str())
@@ -296,6 +300,7 @@ pub async fn set_status(
     .bind(change.error.as_ref().map(|e| e.message.as_str()))
     .bind(task_id.as_str())
     .bind(current.status.as_str())
+    .bind(change.not_before.map(Timestamp::as_millis))
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from)?
@@ -321,6 +326,17 @@ pub async fn set_status(
         event = event.actor(actor);
     }
     audit::append(tx, event).await?;
+    task_events::append(
+        tx,
+        task_id,
+        "status",
+        serde_json::json!({
+            "status": to,
+            "error": change.error,
+            "exit_code": change.result.as_ref().map(|r| r.exit_code),
+        }),
+    )
+    .await?;
     Ok(Task {
         status: to,
         updated_at: now,
@@ -331,37 +347,57 @@ pub async fn set_status(
 }
 
 /// Claims the oldest claimable QUEUED task for `worker`, moving it to RUNNING with a lease until
-/// now + `lease`. Two workers never claim the same task.
-pub async fn claim(db: &Db, worker: &str, lease: Duration) -> Result<Option<Task>> {
+/// now + `lease`. Two workers never claim the same task. With `per_user_running`, tasks of a user
+/// who already has that many RUNNING tasks are passed over (they stay QUEUED, in order).
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    lease: Duration,
+    per_user_running: Option<i64>,
+) -> Result<Option<Task>> {
     let mut tx = db.begin().await?;
     let now = Timestamp::now();
     // The one dialect-specific query: Postgres picks the row in a CTE (evaluated once) and
     // skips rows other claimers hold; SQLite has a single writer, so the statement is exclusive.
+    // On Postgres the per-user count would race between concurrent claimers, so claims that
+    // apply it are serialised with a transaction-scoped advisory lock (claims are short).
     let sql = match db.dialect() {
         Dialect::Sqlite => concat!(
             "UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
                 attempts = attempts + 1, updated_at = $3
-             WHERE task_id = (SELECT task_id FROM tasks
-                              WHERE status = 'QUEUED' AND not_before <= $3
-                              ORDER BY created_at, task_id LIMIT 1)
+             WHERE task_id = (SELECT q.task_id FROM tasks q
+                              WHERE q.status = 'QUEUED' AND q.not_before <= $3
+                                AND (SELECT COUNT(*) FROM tasks r
+                                     WHERE r.user_id = q.user_id AND r.status = 'RUNNING') < $4
+                              ORDER BY q.created_at, q.task_id LIMIT 1)
              RETURNING ",
             task_columns!()
         ),
-        Dialect::Postgres => concat!(
-            "WITH next AS (SELECT task_id FROM tasks
-                           WHERE status = 'QUEUED' AND not_before <= $3
-                           ORDER BY created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
-                attempts = attempts + 1, updated_at = $3
-             FROM next WHERE tasks.task_id = next.task_id
-             RETURNING ",
-            task_columns_qualified!()
-        ),
+        Dialect::Postgres => {
+            if per_user_running.is_some() {
+                sqlx::query("SELECT pg_advisory_xact_lock(7262746173)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            concat!(
+                "WITH next AS (SELECT q.task_id FROM tasks q
+                               WHERE q.status = 'QUEUED' AND q.not_before <= $3
+                                 AND (SELECT COUNT(*) FROM tasks r
+                                      WHERE r.user_id = q.user_id AND r.status = 'RUNNING') < $4
+                               ORDER BY q.created_at, q.task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 UPDATE tasks SET status = 'RUNNING', lease_owner = $1, lease_expires_at = $2,
+                    attempts = attempts + 1, updated_at = $3
+                 FROM next WHERE tasks.task_id = next.task_id
+                 RETURNING ",
+                task_columns_qualified!()
+            )
+        }
     };
     let row = sqlx::query(sql)
         .bind(worker)
         .bind(now.plus(lease).as_millis())
         .bind(now.as_millis())
+        .bind(per_user_running.unwrap_or(i64::MAX))
         .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else {
@@ -378,8 +414,24 @@ pub async fn claim(db: &Db, worker: &str, lease: Duration) -> Result<Option<Task
         .task(&task.task_id),
     )
     .await?;
+    task_events::append(
+        &mut tx,
+        &task.task_id,
+        "status",
+        serde_json::json!({"status": TaskStatus::Running}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(task))
+}
+
+/// How many times `task_id` has been claimed (1 on its first run).
+pub async fn attempts(db: &Db, task_id: &Id) -> Result<i64> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT attempts FROM tasks WHERE task_id = $1")
+        .bind(task_id.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+    n.ok_or_else(|| StoreError::NotFound("task".to_owned()))
 }
 
 /// Extends `worker`'s lease on a RUNNING task; false when the lease was lost.
@@ -410,6 +462,25 @@ pub async fn expired_leases(db: &Db) -> Result<Vec<Task>> {
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(row_to_task).collect()
+}
+
+/// Takes over a RUNNING task whose lease ran out, so that exactly one recoverer acts on it: true
+/// for the caller that got it (its lease is now `worker`'s for a minute).
+pub async fn take_over_expired(db: &Db, task_id: &Id, worker: &str) -> Result<bool> {
+    let now = Timestamp::now();
+    let n = sqlx::query(
+        "UPDATE tasks SET lease_owner = $1, lease_expires_at = $2
+         WHERE task_id = $3 AND status = 'RUNNING' AND lease_expires_at IS NOT NULL
+           AND lease_expires_at < $4",
+    )
+    .bind(worker)
+    .bind(now.plus(Duration::from_secs(60)).as_millis())
+    .bind(task_id.as_str())
+    .bind(now.as_millis())
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// Claims `key` from `user_id` for the task `task_id` about to be created. Returns `None` when

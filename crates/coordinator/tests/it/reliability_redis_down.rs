@@ -39,7 +39,7 @@ async fn killing_redis_loses_no_task() {
     // A worker polling the database finds every task, with or without wake-ups.
     let db = fx.coord.db();
     let mut claimed = Vec::new();
-    while let Some(t) = store::tasks::claim(db, "w1", Duration::from_secs(60))
+    while let Some(t) = store::tasks::claim(db, "w1", Duration::from_secs(60), None)
         .await
         .unwrap()
     {

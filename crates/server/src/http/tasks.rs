@@ -132,3 +132,111 @@ pub async fn cancel(
     let task_id = path_id(&task_id, "task")?;
     Ok(Json(state.coord.cancel_task(&user, &task_id).await?))
 }
+
+/// Query of `GET /v1/tasks/{task_id}/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Resume after this event number (also taken from the `Last-Event-ID` header).
+    after: Option<i64>,
+}
+
+/// `GET /v1/tasks/{task_id}/events`: Server-Sent Events. First the task as it is now (event
+/// `task`), then every stored event after `after`/`Last-Event-ID` and the live ones (`id` is the
+/// event number, `event` its kind, `data` the TaskEvent JSON) until the task is finished; then
+/// the final task (event `task`) and the stream ends. A comment every 15 s keeps proxies from
+/// closing an idle stream.
+pub async fn events(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(task_id): Path<String>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let task_id = path_id(&task_id, "task")?;
+    let after = match (q.after, headers.get("last-event-id")) {
+        (Some(n), _) => n,
+        (None, Some(v)) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .ok_or_else(|| {
+                ApiError::unprocessable("invalid_last_event_id", "Last-Event-ID must be a number")
+            })?,
+        (None, None) => 0,
+    };
+    let watch = state.coord.watch_task(&user, &task_id, after).await?;
+    let snapshot = watch.current().await?;
+    let stream = futures::stream::unfold(
+        (watch, Some(snapshot), false),
+        |(mut watch, snapshot, done)| async move {
+            if let Some(task) = snapshot {
+                return Some((task_frame(&task), (watch, None, done)));
+            }
+            if done {
+                return None;
+            }
+            match watch.next_batch().await {
+                Ok(Some(events)) => {
+                    let frames: String = events.iter().map(event_frame).collect();
+                    Some((frames, (watch, None, false)))
+                }
+                Ok(None) => {
+                    let last = match watch.current().await {
+                        Ok(task) => task_frame(&task),
+                        Err(_) => String::new(),
+                    };
+                    Some((last, (watch, None, true)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "task event stream ended early");
+                    None
+                }
+            }
+        },
+    );
+    let body = futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>);
+    let keepalive = sse_with_keepalive(body);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(keepalive),
+    )
+        .into_response())
+}
+
+/// One SSE frame carrying the whole task.
+fn task_frame(task: &domain::Task) -> String {
+    format!(
+        "event: task\ndata: {}\n\n",
+        serde_json::to_string(task).unwrap_or_else(|_| "{}".to_owned())
+    )
+}
+
+/// One SSE frame per task event. Event kinds are fixed words of ours, and JSON never contains a
+/// raw newline, so nothing in a payload can break the framing.
+fn event_frame(event: &domain::TaskEvent) -> String {
+    format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.seq,
+        event.kind,
+        serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned())
+    )
+}
+
+/// Interleaves an SSE comment every 15 s of silence.
+fn sse_with_keepalive(
+    frames: impl futures::Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+    let frames = Box::pin(frames);
+    futures::stream::unfold(frames, |mut frames| async move {
+        match tokio::time::timeout(EVERY, futures::StreamExt::next(&mut frames)).await {
+            Ok(Some(item)) => Some((item, frames)),
+            Ok(None) => None,
+            Err(_) => Some((Ok(": keep-alive\n\n".to_owned()), frames)),
+        }
+    })
+}

@@ -22,7 +22,7 @@ async fn two_workers_never_claim_the_same_task(db: Db, n: usize) {
             let db = db.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(task) = tasks::claim(&db, name, Duration::from_secs(60))
+                while let Some(task) = tasks::claim(&db, name, Duration::from_secs(60), None)
                     .await
                     .unwrap()
                 {
@@ -68,11 +68,11 @@ async fn an_expired_lease_is_found_again_and_a_live_one_is_not() {
     let alice = user(&db, "alice", Role::Member).await;
     let t1 = queued_task(&db, &alice, "sleep 1").await;
     let t2 = queued_task(&db, &alice, "sleep 2").await;
-    let c1 = tasks::claim(&db, "dead", Duration::from_millis(1))
+    let c1 = tasks::claim(&db, "dead", Duration::from_millis(1), None)
         .await
         .unwrap()
         .unwrap();
-    let c2 = tasks::claim(&db, "alive", Duration::from_secs(60))
+    let c2 = tasks::claim(&db, "alive", Duration::from_secs(60), None)
         .await
         .unwrap()
         .unwrap();
@@ -89,17 +89,17 @@ async fn an_expired_lease_is_found_again_and_a_live_one_is_not() {
         .collect();
     assert_eq!(expired, vec![t1.task_id.clone()]);
     assert!(
-        tasks::renew_lease(&db, &t2.task_id, "alive", Duration::from_secs(60))
+        tasks::renew_lease(&db, &t2.task_id, "alive", Duration::from_secs(60), None)
             .await
             .unwrap()
     );
     assert!(
-        !tasks::renew_lease(&db, &t2.task_id, "someone-else", Duration::from_secs(60))
+        !tasks::renew_lease(&db, &t2.task_id, "someone-else", Duration::from_secs(60), None)
             .await
             .unwrap()
     );
     assert!(
-        tasks::claim(&db, "w", Duration::from_secs(60))
+        tasks::claim(&db, "w", Duration::from_secs(60), None)
             .await
             .unwrap()
             .is_none(),
