@@ -2,5 +2,9 @@
 
 mod basics;
 mod confinement;
+mod escape_filesystem;
+mod escape_network;
+mod escape_privilege;
+mod escape_resources;
 mod limits;
 mod support;

@@ -108,3 +108,28 @@ pub async fn assert_nothing_left(marker: &str) {
         processes_with(marker)
     );
 }
+
+/// Runs `spec` and returns the raw result (for tests that expect an error).
+pub async fn try_run(spec: &SandboxSpec) -> Result<Outcome, executor::SandboxError> {
+    let (_tx, rx) = watch::channel(false);
+    sandbox().run(spec, rx, None).await
+}
+
+/// Writes `contents` to `path` (panicking on failure).
+pub fn write(path: &Path, contents: &str) {
+    if let Err(e) = std::fs::write(path, contents) {
+        panic!("writing {}: {e}", path.display());
+    }
+}
+
+/// Per-run cgroup directories created by this test process that still exist.
+pub fn leftover_cgroups() -> Vec<std::path::PathBuf> {
+    let prefix = format!("p{}-", std::process::id());
+    sandbox()
+        .cgroup_parent_dirs()
+        .into_iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
