@@ -2,19 +2,21 @@
 //! passes through (body limit, request id, tracing, metrics).
 
 mod audit;
+mod environments;
 mod error;
 mod extract;
 mod governance;
 mod health;
 mod metrics;
 mod openapi;
+mod secrets;
 mod tasks;
 mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use coordinator::Coordinator;
 use metrics_exporter_prometheus::PrometheusHandle;
 use store::objects::Objects;
@@ -80,6 +82,15 @@ pub fn router(state: AppState) -> Router {
             get(governance::get_policy).put(governance::put_policy),
         )
         .route("/v1/org/emergency", post(governance::emergency))
+        .route("/v1/environments", get(environments::list))
+        .route(
+            "/v1/environments/{name}",
+            get(environments::get)
+                .put(environments::put)
+                .delete(environments::delete),
+        )
+        .route("/v1/secrets", get(secrets::list))
+        .route("/v1/secrets/{name}", put(secrets::put).delete(secrets::delete))
         .route("/v1/policy/explain", post(governance::explain))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
