@@ -21,6 +21,9 @@ pub enum CoordError {
     /// Well-formed, but breaks a rule (bounds, unknown names, empty text).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// The caller used up a quota (e.g. tasks per hour); try again later.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The database (or another dependency) cannot be reached; try again later.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -42,6 +42,8 @@ pub struct Coordinator {
     task_writer: task_writer::TaskWriter,
     /// The master key, for secrets (see [`Coordinator::with_keyring`]).
     keyring: Option<store::secrets::Keyring>,
+    /// Tasks one user may create per hour (see [`Coordinator::with_task_quota`]).
+    tasks_per_hour: Option<u32>,
 }
 
 impl Coordinator {
@@ -54,7 +56,16 @@ impl Coordinator {
             bus,
             auth_failures: Default::default(),
             keyring: None,
+            tasks_per_hour: None,
         }
+    }
+
+    /// Limits how many tasks one user may create per hour (`None`: no limit). Over the limit,
+    /// creation fails with [`CoordError::QuotaExceeded`]. Under concurrent requests of one user
+    /// the limit may be passed by the number of requests in flight.
+    pub fn with_task_quota(mut self, tasks_per_hour: Option<u32>) -> Coordinator {
+        self.tasks_per_hour = tasks_per_hour;
+        self
     }
 
     /// The database.

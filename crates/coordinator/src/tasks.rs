@@ -91,6 +91,7 @@ impl Coordinator {
         if let Some(key) = &request.idempotency_key {
             validate_idempotency_key(key)?;
         }
+        self.check_task_quota(user).await?;
         let task_id = Id::generate(IdKind::Task)
             .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
         let now = Timestamp::now();
@@ -140,6 +141,23 @@ impl Coordinator {
             tracing::warn!(task_id = %task.task_id, error = %e, "could not publish wake-up");
         }
         Ok((task, true))
+    }
+
+    /// Refuses when `user` created [`Coordinator::with_task_quota`]'s number of tasks within the
+    /// last hour.
+    async fn check_task_quota(&self, user: &User) -> Result<()> {
+        let Some(limit) = self.tasks_per_hour else {
+            return Ok(());
+        };
+        let since = Timestamp::from_millis(Timestamp::now().as_millis() - 3_600_000);
+        let created = task_store::created_since(&self.db, &user.user_id, since).await?;
+        if created >= i64::from(limit) {
+            return Err(CoordError::QuotaExceeded(format!(
+                "you created {created} tasks in the last hour, the most allowed is {limit}; try \
+                 again later"
+            )));
+        }
+        Ok(())
     }
 
     /// Stores the record unless its owner already used `key` within the window; then returns the

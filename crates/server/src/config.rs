@@ -112,7 +112,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     setting("log", "AGENTICAI_LOG", Some("info"), false,
         "log filter (tracing EnvFilter syntax, e.g. info,agenticai=debug)"),
     setting("max_concurrent_tasks", "AGENTICAI_MAX_CONCURRENT_TASKS", Some("8"), false,
-        "tasks one server process runs at once (1-1024)"),
+        "tasks one server process runs at once (0-1024; 0: this process serves the API only and runs no tasks)"),
     setting("max_tasks_per_user", "AGENTICAI_MAX_TASKS_PER_USER", Some("4"), false,
         "tasks of one user running at once across the deployment (0: no limit)"),
     setting("tasks_per_hour", "AGENTICAI_TASKS_PER_HOUR", Some("600"), false,
@@ -663,7 +663,7 @@ pub struct Settings {
 /// `AGENTICAI_WORKSPACE_QUOTA` and `AGENTICAI_BWRAP` settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionSettings {
-    /// Tasks one process runs at once.
+    /// Tasks one process runs at once; 0: this process runs no tasks (API only).
     pub max_concurrent: usize,
     /// Running tasks per user across the deployment; `None`: no limit.
     pub max_per_user: Option<i64>,
@@ -1205,7 +1205,7 @@ impl ExecutionSettings {
     fn resolve(r: &mut Resolver) -> Result<ExecutionSettings, ConfigError> {
         let zero_is_none = |n: u64| (n > 0).then_some(n);
         Ok(ExecutionSettings {
-            max_concurrent: r.req("max_concurrent_tasks", |s| parse_count(s, 1, 1024), show)?
+            max_concurrent: r.req("max_concurrent_tasks", |s| parse_count(s, 0, 1024), show)?
                 as usize,
             max_per_user: zero_is_none(r.req(
                 "max_tasks_per_user",

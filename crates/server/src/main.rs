@@ -8,6 +8,7 @@ mod background;
 mod cli;
 mod commands;
 mod config;
+mod execution;
 mod http;
 mod keys;
 mod serve;
@@ -24,6 +25,12 @@ use commands::Failure;
 use config::Settings;
 
 fn main() -> ExitCode {
+    // Inside a sandbox this binary is the shim (bound read-only at a fixed path): it confines
+    // itself and execs the command. No configuration, logging or runtime is set up for it.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(execution::SHIM_SUBCOMMAND)) {
+        executor::shim::shim_main(args.collect());
+    }
     let cli = Cli::parse();
     let loaded = match config::load(cli.config.as_deref(), &config::process_env()) {
         Ok(l) => l,

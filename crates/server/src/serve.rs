@@ -1,16 +1,18 @@
-//! `agenticai serve`: every role in one process. Today that is the HTTP API over the
-//! coordinator; the Telegram ingress and the execution manager join it in later waves.
+//! `agenticai serve`: every role in one process — the HTTP API over the coordinator, and the
+//! execution manager's workers; the Telegram ingress joins it in a later wave.
 
 use tokio::net::TcpListener;
 
 use crate::audit_cmd;
 use crate::background;
 use crate::config::Settings;
+use crate::execution;
 use crate::http::{self, AppState};
 use crate::services;
 
-/// Runs until SIGINT or SIGTERM, then stops accepting, lets in-flight requests finish within the
-/// grace period, and closes the database.
+/// Runs until SIGINT or SIGTERM, then stops accepting requests and claiming work, lets in-flight
+/// requests and running tasks finish within the grace period (tasks still running then are
+/// stopped and settled by the recovery contract), and closes the database.
 pub async fn run(settings: &Settings) -> Result<(), String> {
     // Fail at start, not at the first decision, if the shipped policies do not load.
     policy::decision::check_shipped_policies()
@@ -18,7 +20,9 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let services = services::open(settings).await?;
     let metrics = http::recorder().map_err(|e| format!("metrics: {e}"))?;
     let audit_signer = audit_cmd::load_signer(settings)?;
+    let (manager, executor_readiness) = execution::manager(settings, &services).await;
     let state = AppState {
+        executor: executor_readiness,
         coord: services.coord.clone(),
         objects: services.objects.clone(),
         features: settings.features,
@@ -52,6 +56,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         }
     });
     let server = tokio::spawn(server.into_future());
+    let workers = manager.map(|m| tokio::spawn(m.run(stop_rx.clone(), settings.shutdown_grace)));
     let expiry = background::spawn_approval_expiry(services.coord.clone(), stop_rx.clone());
     let checkpointer = audit_cmd::spawn_checkpointer(
         services.db.clone(),
@@ -68,6 +73,11 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("grace period over; dropping remaining connections"),
+    }
+    if let Some(workers) = workers
+        && let Err(e) = workers.await
+    {
+        tracing::warn!(error = %e, "execution manager task failed");
     }
     let _ = expiry.await;
     let last_checkpoint = checkpointer.await.unwrap_or(0);

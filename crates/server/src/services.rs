@@ -18,6 +18,8 @@ pub struct Services {
     pub bus: Bus,
     pub objects: Objects,
     pub coord: Coordinator,
+    /// Decrypts environment secrets (from the master key).
+    pub keyring: store::secrets::Keyring,
 }
 
 /// Creates the data directory and key files if missing, connects to the database and applies
@@ -29,7 +31,7 @@ pub async fn open(settings: &Settings) -> Result<Services, String> {
             settings.data_dir.display()
         )
     })?;
-    keys::load_or_create(&settings.master_key_file, "master key")?;
+    let master_key = keys::load_or_create(&settings.master_key_file, "master key")?;
     keys::load_or_create(&settings.audit_key_file, "audit signing key")?;
     let db = Db::connect(settings.database_url.expose())
         .await
@@ -52,11 +54,15 @@ pub async fn open(settings: &Settings) -> Result<Services, String> {
         settings.s3_endpoint.as_deref(),
     )
     .map_err(|e| format!("object store {}: {e}", settings.object_store_url))?;
-    let coord = Coordinator::new(db.clone(), bus.clone());
+    let keyring = store::secrets::Keyring::new(master_key);
+    let coord = Coordinator::new(db.clone(), bus.clone())
+        .with_keyring(keyring.clone())
+        .with_task_quota(settings.execution.tasks_per_hour);
     Ok(Services {
         db,
         bus,
         objects,
         coord,
+        keyring,
     })
 }

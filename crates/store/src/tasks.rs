@@ -483,6 +483,17 @@ pub async fn take_over_expired(db: &Db, task_id: &Id, worker: &str) -> Result<bo
     Ok(n == 1)
 }
 
+/// How many tasks `user_id` created at or after `since`.
+pub async fn created_since(db: &Db, user_id: &Id, since: Timestamp) -> Result<i64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE user_id = $1 AND created_at >= $2")
+            .bind(user_id.as_str())
+            .bind(since.as_millis())
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
+}
+
 /// Claims `key` from `user_id` for the task `task_id` about to be created. Returns `None` when
 /// the claim succeeded, or the task an earlier request with the key made within `window`. Keys
 /// older than the window are forgotten first, so a key can be used again after it. Concurrent

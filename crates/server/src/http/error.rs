@@ -72,6 +72,9 @@ impl From<CoordError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             CoordError::Invalid { code, message } => ApiError::unprocessable(code, message),
+            CoordError::QuotaExceeded(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", m)
+            }
             CoordError::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");
                 ApiError::new(

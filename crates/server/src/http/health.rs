@@ -37,6 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Err("unknown: database unavailable".to_owned())
     };
     checks.insert("org", verdict(org));
+    checks.insert("executor", verdict(state.executor.clone().map(|_| ())));
     let ready = checks.values().all(|v| v == "ok");
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },

@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Checks the signatures of audit checkpoints (the public half of the audit key).
     pub audit_key: store::audit_checkpoint::Verifier,
+    /// Whether commands can run: the sandbox in use, or why there is none (`/readyz`).
+    pub executor: crate::execution::Readiness,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel))
+        .route("/v1/tasks/{task_id}/events", get(tasks::events))
         .route("/v1/users", get(users::list))
         .route("/v1/users/{user_id}", patch(users::patch))
         .route("/v1/invites", post(users::create_invite))

@@ -13,6 +13,8 @@ mod api_users;
 mod audit_cli_api;
 mod cli_commands;
 mod config_errors;
+mod environments_secrets_api;
+mod execution_commands;
 mod governance_api;
 mod metrics_and_openapi;
 mod postgres_down_while_running;

@@ -648,14 +648,27 @@ impl Deployment {
             .prefix("agenticai-it-")
             .tempdir()
             .expect("tempdir");
+        // The sandbox runs as an unprivileged host user that must reach the data directory.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod the deployment root");
+        }
         let data_dir = root.path().join("data");
         Deployment {
             root,
             data_dir,
             database,
-            vars: Vec::new(),
+            // Most tests look at tasks as the API leaves them; those about execution turn the
+            // workers on with `Deployment::with_workers`.
+            vars: vec![("AGENTICAI_MAX_CONCURRENT_TASKS".to_owned(), "0".to_owned())],
             runs: AtomicU64::new(0),
         }
+    }
+
+    /// Lets the server run tasks (`slots` at once), as a production server does.
+    pub fn with_workers(self, slots: u32) -> Deployment {
+        self.var("AGENTICAI_MAX_CONCURRENT_TASKS", &slots.to_string())
     }
 
     /// Adds an environment variable for every command of this deployment.
@@ -1076,6 +1089,93 @@ impl Server {
         r.expect(202);
         r.json
     }
+
+    /// Creates a command task and, when it waits for approval, approves it as `token`'s user
+    /// (the requester). Returns the task as created.
+    pub async fn create_approved(&self, token: &str, command: &str) -> Value {
+        let task = self.create_command(token, command).await;
+        if task["status"] == "WAITING_APPROVAL" {
+            let approval = task["approval_id"].as_str().expect("approval_id");
+            self.post(
+                &format!("/v1/approvals/{approval}/decision"),
+                Some(token),
+                &serde_json::json!({"decision": "APPROVE"}),
+            )
+            .await
+            .expect(200);
+        } else {
+            assert_eq!(task["status"], "QUEUED", "neither queued nor waiting: {task}");
+        }
+        task
+    }
+
+    /// Polls the task until its status is one of `statuses`; fails the test after `within`.
+    pub async fn wait_status(&self, token: &str, task_id: &str, statuses: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let task = self
+                .get(&format!("/v1/tasks/{task_id}"), Some(token))
+                .await
+                .expect(200)
+                .clone();
+            if statuses.iter().any(|s| task["status"] == *s) {
+                return task;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task_id} not {statuses:?} within {within:?}: {task}\n--- log ---\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the task until it is finished (terminal); fails the test after `within`.
+    pub async fn wait_finished(&self, token: &str, task_id: &str, within: Duration) -> Value {
+        self.wait_status(
+            token,
+            task_id,
+            &["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"],
+            within,
+        )
+        .await
+    }
+
+    /// The audit events of `task_id` of type `kind` (admin token).
+    pub async fn audit_of(&self, admin_token: &str, task_id: &str, kind: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("/v1/audit-events?task_id={task_id}&type={kind}&limit=1000"),
+                Some(admin_token),
+            )
+            .await;
+        r.expect(200)["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Processes on this host whose command line contains `marker` (sandboxed processes are visible
+/// from the host's pid namespace).
+pub fn processes_matching(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {}", name.to_string_lossy(), text.trim()));
+            }
+        }
+    }
+    found
 }
 
 /// Reads a response; fails the test on a 500 (never allowed for anything a client sends).
