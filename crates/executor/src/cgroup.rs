@@ -505,7 +505,8 @@ impl RunCgroup {
     fn remove_inner(&self) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut pending: Vec<&PathBuf> = self.dirs.iter().collect();
-        // Remove the deepest last-created first (they are siblings in different hierarchies).
+        // The kernel may list exiting tasks for a moment after the run: poll quickly, backing off.
+        let mut pause = Duration::from_micros(500);
         loop {
             self.kill_all();
             pending.retain(|d| match std::fs::remove_dir(d) {
@@ -521,7 +522,8 @@ impl RunCgroup {
                     "cannot remove sandbox cgroup(s) {pending:?}: still busy"
                 )));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }

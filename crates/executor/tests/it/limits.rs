@@ -126,10 +126,10 @@ async fn address_space_limit_applies() {
     assert_eq!(o.output, "524288\n", "{o:?}");
 }
 
-/// A gentle, bounded "fork bomb": at most 1000 processes. With RLIMIT_NPROC=64 it hits the limit
-/// when the host-side user is not root; as root the kernel exempts it (see the crate docs) and it
-/// is contained by the timeout and the pid-namespace kill instead. Either way the run ends and
-/// nothing is left.
+/// A gentle, bounded "fork bomb": at most 1000 processes, stopped by the run's `pids.max` (the
+/// per-run bound; `RLIMIT_NPROC` counts every process of the sandbox's host uid across concurrent
+/// runs, so it is not a per-run limit and is not what is tested here). The run ends with a fork
+/// failure long before the timeout, and nothing is left.
 #[tokio::test]
 async fn fork_bomb_is_contained() {
     let marker = "100.0606";
@@ -138,17 +138,14 @@ async fn fork_bomb_is_contained() {
         &format!("i=0; while [ $i -lt 1000 ]; do sleep {marker} & i=$((i+1)); done; wait"),
         ws.path(),
     );
-    s.limits.processes = Some(64);
-    s.timeout = Duration::from_secs(3);
+    s.limits.pids = Some(64);
+    s.timeout = Duration::from_secs(10);
     let o = run(&s).await;
-    assert!(o.timed_out || o.exit_code != Some(0), "{o:?}");
-    assert!(o.duration < Duration::from_secs(6), "{:?}", o.duration);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            o.output.to_lowercase().contains("fork"),
-            "NPROC not hit: {o:?}"
-        );
-    }
+    assert!(!o.timed_out && o.exit_code != Some(0), "{o:?}");
+    assert!(o.duration < Duration::from_secs(8), "{:?}", o.duration);
+    assert!(
+        o.output.to_lowercase().contains("fork"),
+        "pids.max not hit: {o:?}"
+    );
     assert_nothing_left(marker).await;
 }

@@ -7,4 +7,6 @@ mod escape_network;
 mod escape_privilege;
 mod escape_resources;
 mod limits;
+mod setup;
 mod support;
+mod workspaces;
