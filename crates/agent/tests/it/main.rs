@@ -1,0 +1,6 @@
+//! Integration tests of the execution manager against a real database (SQLite, or Postgres
+//! with `AGENTICAI_TEST_DATABASE=postgres`). The sandbox itself is exercised in `executor`'s
+//! tests and end to end in `server`'s.
+
+mod recovery_contract;
+mod support;

@@ -1,0 +1,107 @@
+//! A database with an org, a coordinator to create tasks through the real gate, and a manager.
+
+use std::process::Command;
+use std::time::Duration;
+
+use agent::{ExecutionManager, ManagerConfig};
+use coordinator::{Actor, Coordinator, NewTask};
+use domain::{Role, Task, TaskInput, User};
+use executor::{Limits, Workspaces};
+use store::Db;
+use store::bus::Bus;
+
+pub struct Fixture {
+    pub coord: Coordinator,
+    pub manager: ExecutionManager,
+    pub user: User,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A manager without a sandbox (`sandbox_missing` is the reason tasks fail with).
+    pub async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match std::env::var("AGENTICAI_TEST_DATABASE").as_deref() {
+            Ok("postgres") => postgres_schema_url(),
+            _ => format!("sqlite://{}/test.db", dir.path().display()),
+        };
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let bus = Bus::in_process();
+        let coord = Coordinator::new(db.clone(), bus.clone());
+        coord.init_org("Acme", "root").await.unwrap();
+        let user = coord
+            .create_user(Actor::Operator, "bob", Role::Member)
+            .await
+            .unwrap()
+            .0;
+        let config = ManagerConfig {
+            worker_id: "wrk-test".to_owned(),
+            max_concurrent: 2,
+            max_per_user: None,
+            lease: Duration::from_secs(30),
+            task_timeout: Duration::from_secs(10),
+            output_limit: 4096,
+            limits: Limits::default(),
+            runtime_dir: dir.path().join("run"),
+        };
+        let workspaces = Workspaces::new(dir.path().join("workspaces"), 1 << 30, None);
+        let manager = ExecutionManager::new(
+            config,
+            db,
+            bus,
+            Err("sandbox_missing".to_owned()),
+            None,
+            workspaces,
+        );
+        Fixture {
+            coord,
+            manager,
+            user,
+            _dir: dir,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        self.coord.db()
+    }
+
+    /// A command task of the fixture's user, through the real gate.
+    pub async fn command(&self, command: &str) -> Task {
+        self.coord
+            .create_task(
+                &self.user,
+                NewTask {
+                    input: TaskInput::Command(command.to_owned()),
+                    environment: None,
+                    idempotency_key: None,
+                },
+            )
+            .await
+            .unwrap()
+            .0
+    }
+
+    pub async fn task(&self, task: &Task) -> Task {
+        store::tasks::get(self.db(), &task.task_id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn postgres_schema_url() -> String {
+    let base = std::env::var("AGENTICAI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "a_{}",
+        domain::Id::generate(domain::IdKind::Task).unwrap().as_str()
+    );
+    let status = Command::new("psql")
+        .args([base.as_str(), "-qc", &format!("CREATE SCHEMA {schema}")])
+        .status()
+        .expect("psql is installed");
+    assert!(status.success(), "cannot create schema {schema}");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
