@@ -20,5 +20,6 @@ mod metrics_and_openapi;
 mod postgres_down_while_running;
 mod postgres_policy_across_processes;
 mod postgres_restart;
+mod reliability_crash_recovery;
 mod reliability_restart;
 mod support;
