@@ -363,3 +363,45 @@ async fn queue_backlog_drains_with_nothing_lost_or_run_twice() {
     let events = started.expect(200)["events"].as_array().unwrap().clone();
     assert_eq!(events.len(), ids.len(), "each task started exactly once");
 }
+
+/// The same lifecycle on Postgres + Redis (the production setting): run and report, progress
+/// over the Redis bus, cancel, timeout.
+#[tokio::test]
+async fn postgres_redis_commands_run_stream_cancel_and_time_out() {
+    let redis = std::env::var("AGENTICAI_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let dep = Deployment::postgres()
+        .var("AGENTICAI_REDIS_URL", &redis)
+        .var("AGENTICAI_TASK_TIMEOUT", "3s");
+    let (server, token) = server_with_workers(dep).await;
+
+    let ok = server.create_command(&token, "echo one; sleep 0.3; echo two").await;
+    let id = ok["task_id"].as_str().unwrap();
+    let stream = server
+        .send(server.request(reqwest::Method::GET, &format!("/v1/tasks/{id}/events"), Some(&token)))
+        .await;
+    assert_eq!(stream.status, 200);
+    assert!(stream.text.contains("\"text\":\"one\\n"), "{}", stream.text);
+    let done = server.wait_finished(&token, id, SHORT).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["result"]["output"], "one\ntwo\n");
+
+    let marker = format!("sleep 29{}", std::process::id() % 100);
+    let long = server.create_command(&token, &format!("{marker}; echo x")).await;
+    let long_id = long["task_id"].as_str().unwrap();
+    server.wait_status(&token, long_id, &["RUNNING"], SHORT).await;
+    server
+        .post(&format!("/v1/tasks/{long_id}/cancel"), Some(&token), &json!({}))
+        .await
+        .expect(200);
+    crate::support::eventually(Duration::from_secs(2), "the canceled sandbox is gone", || async {
+        processes_matching(&marker).is_empty().then_some(())
+    })
+    .await;
+
+    let slow = server.create_command(&token, "sleep 60").await;
+    let done = server
+        .wait_finished(&token, slow["task_id"].as_str().unwrap(), SHORT)
+        .await;
+    assert_eq!(done["status"], "TIMED_OUT", "{done}");
+}
