@@ -628,12 +628,15 @@ impl Sandbox {
         let pass: Vec<RawFd> = inherited.iter().map(|f| f.as_raw_fd()).collect();
         let run_as = self.run_as;
         // SAFETY: the closure runs in the forked child before exec. It only makes async-signal-safe
-        // syscalls (open/write/close, setrlimit, fcntl, setgroups/setgid/setuid) on data captured
+        // syscalls (open/write/close, setrlimit, close_range/fcntl, setgroups/setgid/setuid) on data captured
         // by move and prepared before the fork; it allocates nothing and takes no locks.
         unsafe {
             cmd.pre_exec(move || {
                 crate::cgroup::join_raw(&procs)?;
                 apply_rlimits(&rlimits)?;
+                // Nothing the service happens to hold without close-on-exec may reach bwrap or
+                // the sandbox: mark every fd above stderr close-on-exec, then re-open ours.
+                cloexec_from(3);
                 for fd in &pass {
                     if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
                         return Err(io::Error::last_os_error());
@@ -985,6 +988,36 @@ fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
     file.write_all(data)?;
     io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
     Ok(OwnedFd::from(file))
+}
+
+/// Marks every fd `>= first` close-on-exec (async-signal-safe: `close_range` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux >= 5.11; else `fcntl` over the fd range).
+fn cloexec_from(first: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscalls on integer fds; failures for unused fds are expected and ignored.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur.min(65536) as RawFd
+        } else {
+            4096
+        };
+        for fd in first..max {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
 }
 
 /// Async-signal-safe: `setrlimit` only.

@@ -84,3 +84,17 @@ async fn shim_setup_failure_during_a_run_is_not_started() {
     }
     assert!(!ws.path().join("ran").exists());
 }
+
+#[tokio::test]
+async fn no_inherited_fds_reach_the_command() {
+    let ws = host_dir();
+    let mut s = spec("ls /proc/self/fd | tr '\\n' ' '", ws.path());
+    s.files = vec![executor::SandboxFile {
+        path: "/run/secrets/a".into(),
+        contents: b"secret".to_vec(),
+    }];
+    let (_tx, rx) = watch::channel(false);
+    let o = sandbox().run(&s, rx, None).await;
+    // 0-2 and the fd `ls` opened for the directory: no ready pipe, no memfd.
+    assert!(matches!(&o, Ok(o) if o.output == "0 1 2 3 "), "{o:?}");
+}
