@@ -15,6 +15,7 @@ mod cli_commands;
 mod config_errors;
 mod environments_secrets_api;
 mod execution_commands;
+mod execution_environments;
 mod governance_api;
 mod metrics_and_openapi;
 mod postgres_down_while_running;
