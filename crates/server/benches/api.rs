@@ -1,6 +1,8 @@
 //! End-to-end benchmark of the real `agenticai` binary (release build via `cargo bench`):
-//! binary size, time from launch to `/healthz` and `/readyz`, idle RSS, `/healthz` latency, and
-//! `POST /v1/tasks` throughput and latency on SQLite and (when reachable) Postgres.
+//! binary size, time from launch to `/healthz` and `/readyz`, idle RSS, `/healthz` latency,
+//! `POST /v1/tasks` throughput and latency on SQLite and (when reachable) Postgres, and execution:
+//! a backlog of 1,000 queued commands drained by the workers (rate, none lost), and API latency
+//! idle versus while 10 sandboxes run.
 //!
 //! Run: `cargo bench -p server --bench api` (optionally `-- --postgres postgres://…`).
 //! Results go to stdout as Markdown rows for docs/performance.md. Traffic stays on loopback.
@@ -35,13 +37,17 @@ impl Drop for Server {
     }
 }
 
-fn command(data_dir: &Path, port: u16, database_url: Option<&str>) -> Command {
+/// A command of the deployment in `data_dir`; `workers` task slots (0: API only).
+fn command(data_dir: &Path, port: u16, database_url: Option<&str>, workers: u32) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AGENTICAI_DATA_DIR", data_dir)
         .env("AGENTICAI_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AGENTICAI_LOG", "warn");
+        .env("AGENTICAI_LOG", "warn")
+        .env("AGENTICAI_MAX_CONCURRENT_TASKS", workers.to_string())
+        .env("AGENTICAI_MAX_TASKS_PER_USER", "0")
+        .env("AGENTICAI_TASKS_PER_HOUR", "0");
     if let Some(url) = database_url {
         cmd.env("AGENTICAI_DATABASE_URL", url);
     }
@@ -120,9 +126,10 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Initialises the org in `data_dir` and starts a server; returns it with the admin token.
+/// Initialises the org in `data_dir` and starts a server that runs no tasks; returns it with
+/// the admin token.
 fn start(data_dir: &Path, database_url: Option<&str>) -> (Server, String, Duration, Duration) {
-    let init = command(data_dir, 0, database_url)
+    let init = command(data_dir, 0, database_url, 0)
         .args(["org", "init", "--name", "Bench", "--admin", "bench"])
         .output()
         .expect("org init");
@@ -133,9 +140,15 @@ fn start(data_dir: &Path, database_url: Option<&str>) -> (Server, String, Durati
     );
     let json: serde_json::Value = serde_json::from_slice(&init.stdout).expect("org init JSON");
     let token = json["admin_token"].as_str().expect("token").to_owned();
+    let (server, healthz, readyz) = serve(data_dir, database_url, 0);
+    (server, token, healthz, readyz)
+}
+
+/// Starts `serve` on an initialised deployment with `workers` task slots.
+fn serve(data_dir: &Path, database_url: Option<&str>, workers: u32) -> (Server, Duration, Duration) {
     let port = free_port();
     let start = Instant::now();
-    let child = command(data_dir, port, database_url)
+    let child = command(data_dir, port, database_url, workers)
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -144,7 +157,7 @@ fn start(data_dir: &Path, database_url: Option<&str>) -> (Server, String, Durati
     let server = Server { child, port };
     let healthz = time_until_ok(port, "/healthz", start);
     let readyz = time_until_ok(port, "/readyz", start);
-    (server, token, healthz, readyz)
+    (server, healthz, readyz)
 }
 
 /// `POST /v1/tasks` from `conns` connections for `secs`; returns (rate, p50, p99, errors).
@@ -154,13 +167,7 @@ fn create_tasks(
     conns: usize,
     secs: u64,
 ) -> (f64, Duration, Duration, usize) {
-    let body = r#"{"command":"ls -la /srv"}"#;
-    let raw = format!(
-        "POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes();
-    let raw = Arc::new(raw);
+    let raw = Arc::new(post_command(token, "ls -la /srv"));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let threads: Vec<_> = (0..conns)
@@ -199,6 +206,102 @@ fn create_tasks(
         percentile(&all, 0.99),
         errors,
     )
+}
+
+/// A raw `POST /v1/tasks` for `command`.
+fn post_command(token: &str, command: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "command": command }).to_string();
+    format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The `agenticai_tasks{status="…"}` gauge from `/metrics`.
+fn tasks_with_status(port: u16, status: &str) -> u64 {
+    let Some(mut c) = connect(port) else {
+        return 0;
+    };
+    c.get_mut()
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    let needle = format!("agenticai_tasks{{status=\"{status}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Sequential `GET path` latencies (p50, p99) over `n` requests.
+fn get_latency(port: u16, token: &str, path: &str, n: usize) -> (Duration, Duration) {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n")
+        .into_bytes();
+    let mut c = connect(port).expect("connect");
+    let mut lat: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(request(&mut c, &raw), 200);
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+/// Queues `n` commands with the workers off, then starts a server with `workers` slots and times
+/// the drain; then measures API latency idle and while 10 sandboxes run.
+fn execution(n: u64, workers: u32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, token, _, _) = start(dir.path(), None);
+    let mut c = connect(server.port).expect("connect");
+    let raw = post_command(&token, "true");
+    for _ in 0..n {
+        assert_eq!(request(&mut c, &raw), 202);
+    }
+    drop(c);
+    drop(server);
+    let started = Instant::now();
+    let (server, _, _) = serve(dir.path(), None, workers);
+    loop {
+        let done = tasks_with_status(server.port, "SUCCEEDED");
+        let failed = tasks_with_status(server.port, "FAILED");
+        assert_eq!(failed, 0, "tasks failed while draining");
+        if done == n {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the backlog does not drain");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    println!(
+        "| backlog of {n} queued `true` commands, {workers} workers (SQLite) | drained in {:.1} s: {:.0} tasks/s, {n} SUCCEEDED, 0 lost |",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    drop(server);
+
+    let (server, _, _) = serve(dir.path(), None, 10);
+    let path = "/v1/tasks?limit=1";
+    let (idle50, idle99) = get_latency(server.port, &token, path, 2000);
+    let mut c = connect(server.port).expect("connect");
+    let sleeper = post_command(&token, "sleep 30");
+    for _ in 0..10 {
+        assert_eq!(request(&mut c, &sleeper), 202);
+    }
+    while tasks_with_status(server.port, "RUNNING") < 10 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (busy50, busy99) = get_latency(server.port, &token, path, 2000);
+    println!(
+        "| GET /v1/tasks p50 / p99: idle vs 10 sandboxes running | {} / {} vs {} / {} |",
+        ms(idle50),
+        ms(idle99),
+        ms(busy50),
+        ms(busy99)
+    );
 }
 
 fn main() {
@@ -259,6 +362,8 @@ fn main() {
         rss_kib(server.child.id()) as f64 / 1024.0
     );
     drop(server);
+
+    execution(1000, 8);
 
     if let Some(base) = postgres {
         let name = format!("bench_{}", std::process::id());
