@@ -8,4 +8,5 @@ mod db_audit;
 mod db_queue;
 mod db_schema;
 mod objects;
+mod secrets_at_rest;
 mod support;
