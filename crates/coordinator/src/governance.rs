@@ -186,7 +186,11 @@ impl Coordinator {
             data["secrets_reencrypted"] = r.reencrypted.into();
             data["key_version"] = r.key_version.into();
         }
-        audit::append(&mut tx, NewAuditEvent::new(&kind, data).actor(&user.user_id)).await?;
+        audit::append(
+            &mut tx,
+            NewAuditEvent::new(&kind, data).actor(&user.user_id),
+        )
+        .await?;
         tx.commit().await?;
         Ok(EmergencyOutcome {
             policy,

@@ -67,9 +67,13 @@ impl TaskWatch {
                 self.wait().await;
             }
             first = false;
-            let events =
-                store::task_events::list_after(self.coord.db(), &self.task_id, self.last_seq, BATCH)
-                    .await?;
+            let events = store::task_events::list_after(
+                self.coord.db(),
+                &self.task_id,
+                self.last_seq,
+                BATCH,
+            )
+            .await?;
             if let Some(last) = events.last() {
                 self.last_seq = last.seq;
                 return Ok(Some(events));

@@ -689,13 +689,19 @@ impl Sandbox {
             inherited,
             cgroup,
         } = p;
+        // stdout and stderr share one pipe, so the output is merged in exactly the order the
+        // sandbox wrote it (two pipes read concurrently can swap lines written close together).
+        let (output_rx, output_tx) = pipe().map_err(SandboxError::Launch)?;
+        let stderr_tx = output_tx.try_clone().map_err(SandboxError::Launch)?;
         let mut cmd = tokio::process::Command::from(cmd);
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        cmd.stdout(Stdio::from(output_tx))
+            .stderr(Stdio::from(stderr_tx))
             .kill_on_drop(true);
 
         let started = Instant::now();
         let spawned = cmd.spawn();
+        // The parent's write ends must close now, or the reader never sees the end of output.
+        drop(cmd);
         drop(inherited);
         let mut child = match spawned {
             Ok(c) => c,
@@ -716,16 +722,11 @@ impl Sandbox {
         });
 
         let buf = Arc::new(Mutex::new(Capture::new(spec.max_output_bytes, progress)));
-        let readers = [
-            child
-                .stdout
-                .take()
-                .map(|s| tokio::spawn(pump(s, Arc::clone(&buf)))),
-            child
-                .stderr
-                .take()
-                .map(|s| tokio::spawn(pump(s, Arc::clone(&buf)))),
-        ];
+        let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(output_rx)
+            .map(|rx| tokio::spawn(pump(rx, Arc::clone(&buf))));
+        if let Err(e) = &reader {
+            tracing::error!(error = %e, "cannot read the sandbox's output");
+        }
 
         let mut timed_out = false;
         let mut cancelled = false;
@@ -756,7 +757,7 @@ impl Sandbox {
             Ok(Ok(r)) => r,
             _ => false,
         };
-        for reader in readers.into_iter().flatten() {
+        if let Ok(reader) = reader {
             let abort = reader.abort_handle();
             if tokio::time::timeout(DRAIN_GRACE, reader).await.is_err() {
                 tracing::warn!("sandbox output pipe still open after exit; abandoning it");

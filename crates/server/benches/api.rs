@@ -145,7 +145,11 @@ fn start(data_dir: &Path, database_url: Option<&str>) -> (Server, String, Durati
 }
 
 /// Starts `serve` on an initialised deployment with `workers` task slots.
-fn serve(data_dir: &Path, database_url: Option<&str>, workers: u32) -> (Server, Duration, Duration) {
+fn serve(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    workers: u32,
+) -> (Server, Duration, Duration) {
     let port = free_port();
     let start = Instant::now();
     let child = command(data_dir, port, database_url, workers)
@@ -237,8 +241,9 @@ fn tasks_with_status(port: u16, status: &str) -> u64 {
 
 /// Sequential `GET path` latencies (p50, p99) over `n` requests.
 fn get_latency(port: u16, token: &str, path: &str, n: usize) -> (Duration, Duration) {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n")
-        .into_bytes();
+    let raw =
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .into_bytes();
     let mut c = connect(port).expect("connect");
     let mut lat: Vec<Duration> = (0..n)
         .map(|_| {
@@ -272,7 +277,10 @@ fn execution(n: u64, workers: u32) {
         if done == n {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "the backlog does not drain");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the backlog does not drain"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = started.elapsed();

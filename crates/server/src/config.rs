@@ -1221,7 +1221,13 @@ impl ExecutionSettings {
             .map(|n| n as u32),
             task_timeout: r.req(
                 "task_timeout",
-                |s| parse_bounded_duration(s, Duration::from_secs(1), Duration::from_secs(7 * 86400)),
+                |s| {
+                    parse_bounded_duration(
+                        s,
+                        Duration::from_secs(1),
+                        Duration::from_secs(7 * 86400),
+                    )
+                },
                 show_duration,
             )?,
             lease: r.req(
@@ -1229,11 +1235,25 @@ impl ExecutionSettings {
                 |s| parse_bounded_duration(s, Duration::from_secs(3), Duration::from_secs(3600)),
                 show_duration,
             )?,
-            output_limit: r.req("task_output_limit", |s| parse_size(s, 1024, 64 << 20), show_size)?,
-            memory_bytes: r.req("sandbox_memory", |s| parse_size(s, 16 << 20, 1 << 40), show_size)?,
+            output_limit: r.req(
+                "task_output_limit",
+                |s| parse_size(s, 1024, 64 << 20),
+                show_size,
+            )?,
+            memory_bytes: r.req(
+                "sandbox_memory",
+                |s| parse_size(s, 16 << 20, 1 << 40),
+                show_size,
+            )?,
             pids: r.req("sandbox_pids", |s| parse_count(s, 8, 1_000_000), show)?,
-            cpu_millis: r.req("sandbox_cpu", parse_cores, |m| format!("{}", *m as f64 / 1000.0))?,
-            workspace_quota: r.req("workspace_quota", |s| parse_size(s, 1 << 20, 1 << 50), show_size)?,
+            cpu_millis: r.req("sandbox_cpu", parse_cores, |m| {
+                format!("{}", *m as f64 / 1000.0)
+            })?,
+            workspace_quota: r.req(
+                "workspace_quota",
+                |s| parse_size(s, 1 << 20, 1 << 50),
+                show_size,
+            )?,
             bwrap: r.opt("bwrap", parse_path, |p| show_path(p))?,
         })
     }
@@ -1243,7 +1263,9 @@ impl ExecutionSettings {
 fn parse_count(s: &str, min: u64, max: u64) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number from {min} to {max}, got {s:?}")),
+        _ => Err(format!(
+            "expected a whole number from {min} to {max}, got {s:?}"
+        )),
     }
 }
 
@@ -1272,7 +1294,11 @@ fn parse_size(s: &str, min: u64, max: u64) -> Result<u64, String> {
         "m" | "mib" | "mb" => 20,
         "g" | "gib" | "gb" => 30,
         "t" | "tib" | "tb" => 40,
-        _ => return Err(format!("unknown size unit in {s:?}; use KiB, MiB, GiB or TiB")),
+        _ => {
+            return Err(format!(
+                "unknown size unit in {s:?}; use KiB, MiB, GiB or TiB"
+            ));
+        }
     };
     let bytes = number
         .parse::<u64>()
@@ -1292,7 +1318,7 @@ fn parse_size(s: &str, min: u64, max: u64) -> Result<u64, String> {
 /// Bytes in the largest binary unit that divides them.
 fn show_size(bytes: &u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if *bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if *bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

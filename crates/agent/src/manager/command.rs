@@ -120,7 +120,11 @@ impl ExecutionManager {
             Err(e) if e.nothing_ran() => {
                 tracing::warn!(task_id = %task.task_id, error = %e, "the sandbox failed to launch");
                 self.release_approval(&task).await;
-                let next = recovery::after_launch_failure(prepared.attempt, &e.to_string(), Timestamp::now());
+                let next = recovery::after_launch_failure(
+                    prepared.attempt,
+                    &e.to_string(),
+                    Timestamp::now(),
+                );
                 self.settle(&task, next, "sandbox_launch_failed").await;
             }
             Err(e) => {
@@ -180,7 +184,12 @@ impl ExecutionManager {
             .inner
             .workspaces
             .prepare(task.user_id.as_str())
-            .map_err(|e| refuse("workspace_unavailable", format!("cannot prepare your workspace: {e}")))?;
+            .map_err(|e| {
+                refuse(
+                    "workspace_unavailable",
+                    format!("cannot prepare your workspace: {e}"),
+                )
+            })?;
         let mut prepared = Prepared {
             sandbox,
             attempt,
@@ -209,7 +218,10 @@ impl ExecutionManager {
                 .await?
                 .ok_or_else(|| refuse("approval_missing", "the task's approval does not exist"))?;
             if binding.decision != Some(ApprovalDecision::Approve) {
-                return Err(refuse("approval_missing", "the task's approval was not granted"));
+                return Err(refuse(
+                    "approval_missing",
+                    "the task's approval was not granted",
+                ));
             }
             let (egress, secrets) = grants
                 .map(|g| (g.egress.clone(), g.secrets.clone()))
@@ -261,7 +273,10 @@ impl ExecutionManager {
             _ => return Ok(Vec::new()),
         };
         let keyring = self.inner.keyring.as_ref().ok_or_else(|| {
-            refuse("secrets_unavailable", "this server cannot decrypt secrets (no master key)")
+            refuse(
+                "secrets_unavailable",
+                "this server cannot decrypt secrets (no master key)",
+            )
         })?;
         store::secrets::resolve(self.db(), keyring, names)
             .await
@@ -283,7 +298,10 @@ impl ExecutionManager {
             _ => return Ok(()),
         };
         let unavailable = |e: std::io::Error| {
-            refuse("egress_unavailable", format!("cannot start the egress proxy: {e}"))
+            refuse(
+                "egress_unavailable",
+                format!("cannot start the egress proxy: {e}"),
+            )
         };
         let owner = prepared.sandbox.run_as();
         let root = &self.config().runtime_dir;
@@ -370,7 +388,10 @@ impl ExecutionManager {
             None => {
                 let (to, change) = final_status(outcome, self.config().task_timeout);
                 for attempt in 1..=RECORD_ATTEMPTS {
-                    match self.finish(task, to, change.clone(), executed.clone()).await {
+                    match self
+                        .finish(task, to, change.clone(), executed.clone())
+                        .await
+                    {
                         Ok(()) => return,
                         Err(e) if attempt == RECORD_ATTEMPTS => {
                             tracing::error!(task_id = %task.task_id, error = %e, "cannot record a result; recovery will settle the task");
@@ -404,7 +425,8 @@ impl ExecutionManager {
             Err(task_store::SetStatusError::Store(e)) => Err(e),
             Err(_) => {
                 drop(tx);
-                self.audit_only(task, serde_json::json!({"late_result": true})).await;
+                self.audit_only(task, serde_json::json!({"late_result": true}))
+                    .await;
                 Ok(())
             }
         }
@@ -413,8 +435,11 @@ impl ExecutionManager {
     async fn audit_only(&self, task: &Task, data: serde_json::Value) {
         let written = async {
             let mut tx = self.db().begin().await?;
-            audit::append(&mut tx, NewAuditEvent::new("action.executed", data).task(&task.task_id))
-                .await?;
+            audit::append(
+                &mut tx,
+                NewAuditEvent::new("action.executed", data).task(&task.task_id),
+            )
+            .await?;
             tx.commit().await
         }
         .await;

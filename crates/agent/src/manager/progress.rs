@@ -59,7 +59,11 @@ impl ExecutionManager {
     /// Stores and publishes `pending` as one `output` event. Unless `last`, an incomplete UTF-8
     /// sequence at the end stays pending for the next chunk.
     async fn flush_output(&self, task_id: &Id, pending: &mut Vec<u8>, last: bool) {
-        let keep = if last { 0 } else { incomplete_utf8_tail(pending) };
+        let keep = if last {
+            0
+        } else {
+            incomplete_utf8_tail(pending)
+        };
         let take = pending.len() - keep;
         if take == 0 {
             return;
@@ -87,7 +91,9 @@ impl ExecutionManager {
                     tracing::debug!(task_id = %task_id, error = %e, "could not publish a task event");
                 }
             }
-            Err(e) => tracing::warn!(task_id = %task_id, error = %e, "could not store a task event"),
+            Err(e) => {
+                tracing::warn!(task_id = %task_id, error = %e, "could not store a task event")
+            }
         }
     }
 }
@@ -113,6 +119,10 @@ mod tests {
         assert_eq!(incomplete_utf8_tail(&[b'a', euro[0]]), 1);
         assert_eq!(incomplete_utf8_tail(&[b'a', euro[0], euro[1]]), 2);
         assert_eq!(incomplete_utf8_tail(&[b'a', euro[0], euro[1], euro[2]]), 0);
-        assert_eq!(incomplete_utf8_tail(&[0xff, b'a']), 0, "invalid bytes are not held back");
+        assert_eq!(
+            incomplete_utf8_tail(&[0xff, b'a']),
+            0,
+            "invalid bytes are not held back"
+        );
     }
 }

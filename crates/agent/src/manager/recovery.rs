@@ -131,7 +131,8 @@ impl ExecutionManager {
             let attempts = task_store::attempts(self.db(), &task.task_id).await?;
             let next = after_interruption(&task, attempts, Timestamp::now());
             tracing::info!(task_id = %task.task_id, ?next, "recovering an interrupted task");
-            self.settle(&task, next, "recovered_after_interruption").await;
+            self.settle(&task, next, "recovered_after_interruption")
+                .await;
             recovered += 1;
         }
         Ok(recovered)

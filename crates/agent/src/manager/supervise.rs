@@ -64,7 +64,9 @@ impl Supervisor {
                 let stop = if *hard_stop.borrow() {
                     Some(Stop::Shutdown)
                 } else {
-                    manager.check(&task_id, &mut last_renewal, renew_every).await
+                    manager
+                        .check(&task_id, &mut last_renewal, renew_every)
+                        .await
                 };
                 if let Some(stop) = stop {
                     if let Ok(mut r) = recorded.lock() {
@@ -93,7 +95,12 @@ impl Drop for Supervisor {
 impl ExecutionManager {
     /// One look at a running task: is it still ours and still RUNNING? Renews the lease when due.
     /// Database errors are not a reason to stop (the lease covers short outages).
-    async fn check(&self, task_id: &Id, last_renewal: &mut Instant, every: Duration) -> Option<Stop> {
+    async fn check(
+        &self,
+        task_id: &Id,
+        last_renewal: &mut Instant,
+        every: Duration,
+    ) -> Option<Stop> {
         match task_store::get(self.db(), task_id).await {
             Ok(Some(t)) if t.status == TaskStatus::Running => {}
             Ok(_) => return Some(Stop::Canceled),
@@ -103,8 +110,13 @@ impl ExecutionManager {
             }
         }
         if last_renewal.elapsed() >= every {
-            match task_store::renew_lease(self.db(), task_id, &self.config().worker_id, self.config().lease)
-                .await
+            match task_store::renew_lease(
+                self.db(),
+                task_id,
+                &self.config().worker_id,
+                self.config().lease,
+            )
+            .await
             {
                 Ok(true) => *last_renewal = Instant::now(),
                 Ok(false) => return Some(Stop::LeaseLost),

@@ -56,7 +56,11 @@ impl ExecutionManager {
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(running = running.len(), ?grace, "execution manager stopping");
+        tracing::info!(
+            running = running.len(),
+            ?grace,
+            "execution manager stopping"
+        );
         let drained = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
         })
@@ -91,7 +95,8 @@ impl ExecutionManager {
                 Ok(Some(task)) => {
                     let manager = self.clone();
                     let hard_stop = hard_stop.clone();
-                    running.spawn(async move { manager.run_claimed(task, hard_stop, permit).await });
+                    running
+                        .spawn(async move { manager.run_claimed(task, hard_stop, permit).await });
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -118,8 +123,12 @@ impl ExecutionManager {
                               the agent loop, which this version does not have yet"
                         .to_owned(),
                 };
-                self.settle(&task, super::recovery::Next::Fail(error), "agent_unavailable")
-                    .await;
+                self.settle(
+                    &task,
+                    super::recovery::Next::Fail(error),
+                    "agent_unavailable",
+                )
+                .await;
             }
         }
     }

@@ -45,7 +45,11 @@ async fn interrupted_tasks_follow_the_recovery_contract() {
     assert_eq!(write.status, TaskStatus::Failed, "mutating is never re-run");
     let error = write.error.unwrap();
     assert_eq!(error.code, "interrupted");
-    assert!(error.message.contains("not run again automatically"), "{}", error.message);
+    assert!(
+        error.message.contains("not run again automatically"),
+        "{}",
+        error.message
+    );
     assert_eq!(f.task(&waiting).await.status, TaskStatus::WaitingApproval);
 
     // A second sweep (another process) finds nothing more to do.
@@ -73,7 +77,11 @@ async fn concurrent_recoverers_settle_each_task_once() {
     }
     assert_eq!(claim_all_and_die(&f).await, 10);
     let (a, b) = tokio::join!(f.manager.recover_expired(), f.manager.recover_expired());
-    assert_eq!(a.unwrap() + b.unwrap(), 10, "each task recovered exactly once");
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        10,
+        "each task recovered exactly once"
+    );
     let queued = store::tasks::count_by_status(f.db()).await.unwrap();
     assert!(queued.contains(&(TaskStatus::Queued, 10)), "{queued:?}");
 }
@@ -97,6 +105,10 @@ async fn without_a_sandbox_claimed_tasks_fail_with_the_reason() {
     assert_eq!(done.status, TaskStatus::Failed);
     let error = done.error.unwrap();
     assert_eq!(error.code, "sandbox_unavailable");
-    assert!(error.message.contains("sandbox_missing"), "{}", error.message);
+    assert!(
+        error.message.contains("sandbox_missing"),
+        "{}",
+        error.message
+    );
     assert!(done.result.is_none(), "nothing ran");
 }

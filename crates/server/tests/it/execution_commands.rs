@@ -21,7 +21,9 @@ async fn server_with_workers(dep: Deployment) -> (Server, String) {
 #[tokio::test]
 async fn command_runs_and_reports_its_result() {
     let (server, token) = server_with_workers(Deployment::new()).await;
-    let ok = server.create_command(&token, "echo hello from the sandbox").await;
+    let ok = server
+        .create_command(&token, "echo hello from the sandbox")
+        .await;
     assert_eq!(ok["status"], "QUEUED", "{ok}");
     let done = server
         .wait_finished(&token, ok["task_id"].as_str().unwrap(), SHORT)
@@ -50,7 +52,10 @@ async fn command_runs_and_reports_its_result() {
         1,
         "a failed command is never run again"
     );
-    assert_eq!(server.audit_of(&token, id, "action.executed").await.len(), 1);
+    assert_eq!(
+        server.audit_of(&token, id, "action.executed").await.len(),
+        1
+    );
 }
 
 /// Progress: output lines arrive as events while the command runs; the stream ends with the
@@ -59,15 +64,16 @@ async fn command_runs_and_reports_its_result() {
 async fn events_stream_shows_output_while_it_runs() {
     let (server, token) = server_with_workers(Deployment::new()).await;
     let task = server
-        .create_command(
-            &token,
-            "for i in 1 2 3; do echo line$i; sleep 0.4; done",
-        )
+        .create_command(&token, "for i in 1 2 3; do echo line$i; sleep 0.4; done")
         .await;
     let id = task["task_id"].as_str().unwrap();
     let started = Instant::now();
     let mut response = server
-        .request(reqwest::Method::GET, &format!("/v1/tasks/{id}/events"), Some(&token))
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{id}/events"),
+            Some(&token),
+        )
         .send()
         .await
         .expect("events request");
@@ -126,7 +132,11 @@ async fn events_stream_shows_output_while_it_runs() {
     let resumed = server
         .send(
             server
-                .request(reqwest::Method::GET, &format!("/v1/tasks/{id}/events"), Some(&token))
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/tasks/{id}/events"),
+                    Some(&token),
+                )
                 .header("Last-Event-ID", ids[ids.len() - 2].to_string()),
         )
         .await;
@@ -169,9 +179,11 @@ async fn cancel_kills_the_whole_tree_within_2s() {
         .post(&format!("/v1/tasks/{id}/cancel"), Some(&token), &json!({}))
         .await;
     assert_eq!(canceled.expect(200)["status"], "CANCELED");
-    crate::support::eventually(Duration::from_secs(2), "every sandboxed process is gone", || async {
-        processes_matching(&marker).is_empty().then_some(())
-    })
+    crate::support::eventually(
+        Duration::from_secs(2),
+        "every sandboxed process is gone",
+        || async { processes_matching(&marker).is_empty().then_some(()) },
+    )
     .await;
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(2), "took {took:?}");
@@ -197,7 +209,9 @@ async fn cancel_kills_the_whole_tree_within_2s() {
 async fn a_command_past_its_time_limit_is_timed_out() {
     let dep = Deployment::new().var("AGENTICAI_TASK_TIMEOUT", "2s");
     let (server, token) = server_with_workers(dep).await;
-    let task = server.create_command(&token, "echo working; sleep 60").await;
+    let task = server
+        .create_command(&token, "echo working; sleep 60")
+        .await;
     let id = task["task_id"].as_str().unwrap();
     let started = Instant::now();
     let done = server.wait_finished(&token, id, SHORT).await;
@@ -221,7 +235,11 @@ async fn approved_command_runs_once_in_a_persistent_workspace() {
     let id = task["task_id"].as_str().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let still = server.get(&format!("/v1/tasks/{id}"), Some(&token)).await;
-    assert_eq!(still.expect(200)["status"], "WAITING_APPROVAL", "nothing runs unapproved");
+    assert_eq!(
+        still.expect(200)["status"],
+        "WAITING_APPROVAL",
+        "nothing runs unapproved"
+    );
     let decision_path = format!(
         "/v1/approvals/{}/decision",
         task["approval_id"].as_str().unwrap()
@@ -253,7 +271,10 @@ async fn approved_command_runs_once_in_a_persistent_workspace() {
         .await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert!(
-        !done["result"]["output"].as_str().unwrap().contains("notes.txt"),
+        !done["result"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("notes.txt"),
         "another user's workspace is not shared: {done}"
     );
 }
@@ -275,7 +296,10 @@ async fn without_a_sandbox_tasks_fail_clearly_and_readyz_says_why() {
     assert_eq!(done["status"], "FAILED", "{done}");
     assert_eq!(done["error"]["code"], "sandbox_unavailable", "{done}");
     assert!(
-        done["error"]["message"].as_str().unwrap().contains("bubblewrap"),
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bubblewrap"),
         "{done}"
     );
     assert!(done["result"].is_null(), "nothing ran: {done}");
@@ -290,10 +314,18 @@ async fn per_user_limit_queues_a_users_further_tasks() {
     let second = server.create_command(&token, "echo second").await;
     let first_id = first["task_id"].as_str().unwrap();
     let second_id = second["task_id"].as_str().unwrap();
-    server.wait_status(&token, first_id, &["RUNNING"], SHORT).await;
+    server
+        .wait_status(&token, first_id, &["RUNNING"], SHORT)
+        .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let waiting = server.get(&format!("/v1/tasks/{second_id}"), Some(&token)).await;
-    assert_eq!(waiting.expect(200)["status"], "QUEUED", "the limit holds it back");
+    let waiting = server
+        .get(&format!("/v1/tasks/{second_id}"), Some(&token))
+        .await;
+    assert_eq!(
+        waiting.expect(200)["status"],
+        "QUEUED",
+        "the limit holds it back"
+    );
     let a = server.wait_finished(&token, first_id, SHORT).await;
     let b = server.wait_finished(&token, second_id, SHORT).await;
     assert_eq!(a["status"], "SUCCEEDED");
@@ -307,7 +339,9 @@ async fn tasks_over_the_hourly_quota_are_refused() {
     let token = server.org_init().admin_token;
     server.create_command(&token, "ls").await;
     server.create_command(&token, "ls").await;
-    let third = server.post("/v1/tasks", Some(&token), &json!({"command": "ls"})).await;
+    let third = server
+        .post("/v1/tasks", Some(&token), &json!({"command": "ls"}))
+        .await;
     third.expect_error(429, Some("quota_exceeded"));
     let list = server.get("/v1/tasks", Some(&token)).await;
     assert_eq!(list.expect(200)["tasks"].as_array().unwrap().len(), 2);
@@ -333,7 +367,9 @@ async fn api_answers_while_ten_sandboxes_run() {
     })
     .await;
     for _ in 0..50 {
-        let r = server.get(&format!("/v1/tasks/{}", ids[0]), Some(&token)).await;
+        let r = server
+            .get(&format!("/v1/tasks/{}", ids[0]), Some(&token))
+            .await;
         r.expect(200);
     }
     for id in &ids {
@@ -349,16 +385,23 @@ async fn queue_backlog_drains_with_nothing_lost_or_run_twice() {
     let (server, token) = server_with_workers(dep).await;
     let mut ids = Vec::new();
     for i in 0..60 {
-        let t = server.create_command(&token, &format!("echo task{i}")).await;
+        let t = server
+            .create_command(&token, &format!("echo task{i}"))
+            .await;
         ids.push(t["task_id"].as_str().unwrap().to_owned());
     }
     for (i, id) in ids.iter().enumerate() {
-        let done = server.wait_finished(&token, id, Duration::from_secs(120)).await;
+        let done = server
+            .wait_finished(&token, id, Duration::from_secs(120))
+            .await;
         assert_eq!(done["status"], "SUCCEEDED", "{done}");
         assert_eq!(done["result"]["output"], format!("task{i}\n"));
     }
     let started = server
-        .get("/v1/audit-events?type=action.started&limit=1000", Some(&token))
+        .get(
+            "/v1/audit-events?type=action.started&limit=1000",
+            Some(&token),
+        )
         .await;
     let events = started.expect(200)["events"].as_array().unwrap().clone();
     assert_eq!(events.len(), ids.len(), "each task started exactly once");
@@ -375,10 +418,16 @@ async fn postgres_redis_commands_run_stream_cancel_and_time_out() {
         .var("AGENTICAI_TASK_TIMEOUT", "3s");
     let (server, token) = server_with_workers(dep).await;
 
-    let ok = server.create_command(&token, "echo one; sleep 0.3; echo two").await;
+    let ok = server
+        .create_command(&token, "echo one; sleep 0.3; echo two")
+        .await;
     let id = ok["task_id"].as_str().unwrap();
     let stream = server
-        .send(server.request(reqwest::Method::GET, &format!("/v1/tasks/{id}/events"), Some(&token)))
+        .send(server.request(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{id}/events"),
+            Some(&token),
+        ))
         .await;
     assert_eq!(stream.status, 200);
     assert!(stream.text.contains("\"text\":\"one\\n"), "{}", stream.text);
@@ -387,16 +436,26 @@ async fn postgres_redis_commands_run_stream_cancel_and_time_out() {
     assert_eq!(done["result"]["output"], "one\ntwo\n");
 
     let marker = format!("sleep 29{}", std::process::id() % 100);
-    let long = server.create_command(&token, &format!("{marker}; echo x")).await;
+    let long = server
+        .create_command(&token, &format!("{marker}; echo x"))
+        .await;
     let long_id = long["task_id"].as_str().unwrap();
-    server.wait_status(&token, long_id, &["RUNNING"], SHORT).await;
     server
-        .post(&format!("/v1/tasks/{long_id}/cancel"), Some(&token), &json!({}))
+        .wait_status(&token, long_id, &["RUNNING"], SHORT)
+        .await;
+    server
+        .post(
+            &format!("/v1/tasks/{long_id}/cancel"),
+            Some(&token),
+            &json!({}),
+        )
         .await
         .expect(200);
-    crate::support::eventually(Duration::from_secs(2), "the canceled sandbox is gone", || async {
-        processes_matching(&marker).is_empty().then_some(())
-    })
+    crate::support::eventually(
+        Duration::from_secs(2),
+        "the canceled sandbox is gone",
+        || async { processes_matching(&marker).is_empty().then_some(()) },
+    )
     .await;
 
     let slow = server.create_command(&token, "sleep 60").await;

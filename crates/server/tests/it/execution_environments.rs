@@ -44,7 +44,11 @@ async fn run(server: &Server, token: &str, command: &str, environment: Option<&s
     if let Some(env) = environment {
         body["environment"] = json!(env);
     }
-    let task = server.post("/v1/tasks", Some(token), &body).await.expect(202).clone();
+    let task = server
+        .post("/v1/tasks", Some(token), &body)
+        .await
+        .expect(202)
+        .clone();
     let id = task["task_id"].as_str().unwrap().to_owned();
     if task["status"] == "WAITING_APPROVAL" {
         let approval = task["approval_id"].as_str().unwrap();
@@ -69,9 +73,14 @@ async fn egress_goes_only_to_allowlisted_hosts_and_secrets_never_leak() {
         let token = server.org_init().admin_token;
         (server, token)
     };
-    put(&server, "/v1/secrets/API_TOKEN", &token, &json!({"value": SECRET}))
-        .await
-        .expect(200);
+    put(
+        &server,
+        "/v1/secrets/API_TOKEN",
+        &token,
+        &json!({"value": SECRET}),
+    )
+    .await
+    .expect(200);
     put(
         &server,
         "/v1/environments/staging",
@@ -82,7 +91,13 @@ async fn egress_goes_only_to_allowlisted_hosts_and_secrets_never_leak() {
     .expect(200);
 
     // Allowlisted: reachable through the proxy.
-    let done = run(&server, &token, &format!("curl -sS http://127.0.0.1:{allowed}/"), Some("staging")).await;
+    let done = run(
+        &server,
+        &token,
+        &format!("curl -sS http://127.0.0.1:{allowed}/"),
+        Some("staging"),
+    )
+    .await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["result"]["output"], "hello from upstream", "{done}");
 
@@ -97,9 +112,18 @@ async fn egress_goes_only_to_allowlisted_hosts_and_secrets_never_leak() {
     assert_eq!(done["result"]["output"], "403", "{done}");
 
     // Without an environment there is no network at all, not even the host's loopback.
-    let done = run(&server, &token, &format!("curl -sS --max-time 5 http://127.0.0.1:{allowed}/"), None).await;
+    let done = run(
+        &server,
+        &token,
+        &format!("curl -sS --max-time 5 http://127.0.0.1:{allowed}/"),
+        None,
+    )
+    .await;
     assert_eq!(done["status"], "FAILED", "{done}");
-    assert!(!done["result"]["output"].as_str().unwrap().contains("hello"), "{done}");
+    assert!(
+        !done["result"]["output"].as_str().unwrap().contains("hello"),
+        "{done}"
+    );
 
     // The secret is in the sandbox (variable and file) and redacted from the result.
     let done = run(
@@ -117,11 +141,23 @@ async fn egress_goes_only_to_allowlisted_hosts_and_secrets_never_leak() {
     let events = server
         .get(&format!("/v1/tasks/{id}/events"), Some(&token))
         .await;
-    assert!(events.text.contains("REDACTED:API_TOKEN"), "{}", events.text);
+    assert!(
+        events.text.contains("REDACTED:API_TOKEN"),
+        "{}",
+        events.text
+    );
     assert!(!events.text.contains(SECRET), "{}", events.text);
-    let audit = server.get("/v1/audit-events?limit=1000", Some(&token)).await;
-    assert!(!audit.text.contains(SECRET), "the audit log holds the secret");
-    assert!(!server.log_text().contains(SECRET), "the server log holds the secret");
+    let audit = server
+        .get("/v1/audit-events?limit=1000", Some(&token))
+        .await;
+    assert!(
+        !audit.text.contains(SECRET),
+        "the audit log holds the secret"
+    );
+    assert!(
+        !server.log_text().contains(SECRET),
+        "the server log holds the secret"
+    );
     let tasks = server.get("/v1/tasks?limit=500", Some(&token)).await;
     assert!(!tasks.text.contains(SECRET));
 }
@@ -132,7 +168,9 @@ async fn an_approval_does_not_survive_a_change_of_the_environments_grants() {
     let server = Server::start_with(Deployment::new().with_workers(2)).await;
     let token = server.org_init().admin_token;
     let env = json!({"egress": [format!("127.0.0.1:{allowed}")], "secrets": [], "description": ""});
-    put(&server, "/v1/environments/prod", &token, &env).await.expect(200);
+    put(&server, "/v1/environments/prod", &token, &env)
+        .await
+        .expect(200);
     let task = server
         .post(
             "/v1/tasks",
@@ -145,7 +183,9 @@ async fn an_approval_does_not_survive_a_change_of_the_environments_grants() {
     assert_eq!(task["status"], "WAITING_APPROVAL", "{task}");
     // The grants change after the request was made...
     let wider = json!({"egress": [format!("127.0.0.1:{allowed}"), "example.com"], "secrets": [], "description": ""});
-    put(&server, "/v1/environments/prod", &token, &wider).await.expect(200);
+    put(&server, "/v1/environments/prod", &token, &wider)
+        .await
+        .expect(200);
     // ...so approving what was shown does not run it with the new grants.
     let approval = task["approval_id"].as_str().unwrap();
     server

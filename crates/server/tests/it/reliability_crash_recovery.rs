@@ -34,12 +34,21 @@ pub async fn kill_9_while_tasks_run(dep: Deployment) {
         .await;
     for task in [&read, &write] {
         server
-            .wait_status(&token, task["task_id"].as_str().unwrap(), &["RUNNING"], WITHIN)
+            .wait_status(
+                &token,
+                task["task_id"].as_str().unwrap(),
+                &["RUNNING"],
+                WITHIN,
+            )
             .await;
     }
     let mut queued = Vec::new();
     for i in 0..3 {
-        queued.push(server.create_command(&token, &format!("echo q{i}-{marker}")).await);
+        queued.push(
+            server
+                .create_command(&token, &format!("echo q{i}-{marker}"))
+                .await,
+        );
     }
     crate::support::eventually(WITHIN, "both sandboxes run", || async {
         (processes_matching(&marker).len() >= 2).then_some(())
@@ -47,23 +56,31 @@ pub async fn kill_9_while_tasks_run(dep: Deployment) {
     .await;
 
     server.kill();
-    crate::support::eventually(Duration::from_secs(5), "sandboxes die with the server", || async {
-        processes_matching(&marker).is_empty().then_some(())
-    })
+    crate::support::eventually(
+        Duration::from_secs(5),
+        "sandboxes die with the server",
+        || async { processes_matching(&marker).is_empty().then_some(()) },
+    )
     .await;
     server.restart().await;
 
     let read_done = server
         .wait_finished(&token, read["task_id"].as_str().unwrap(), WITHIN)
         .await;
-    assert_eq!(read_done["status"], "SUCCEEDED", "read-only is re-run: {read_done}");
+    assert_eq!(
+        read_done["status"], "SUCCEEDED",
+        "read-only is re-run: {read_done}"
+    );
     assert_eq!(read_done["result"]["output"], format!("read-{marker}\n"));
     assert_eq!(started(&server, &token, &read).await, 2);
 
     let write_done = server
         .wait_finished(&token, write["task_id"].as_str().unwrap(), WITHIN)
         .await;
-    assert_eq!(write_done["status"], "FAILED", "mutating is never re-run: {write_done}");
+    assert_eq!(
+        write_done["status"], "FAILED",
+        "mutating is never re-run: {write_done}"
+    );
     assert_eq!(write_done["error"]["code"], "interrupted", "{write_done}");
     assert_eq!(started(&server, &token, &write).await, 1);
 
@@ -99,11 +116,18 @@ async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
         .var("AGENTICAI_SHUTDOWN_GRACE", "3s");
     let mut server = Server::start_with(dep).await;
     let token = server.org_init().admin_token;
-    let short = server.create_command(&token, "sleep 1; echo finished").await;
+    let short = server
+        .create_command(&token, "sleep 1; echo finished")
+        .await;
     let long = server.create_command(&token, "sleep 20; echo late").await;
     for task in [&short, &long] {
         server
-            .wait_status(&token, task["task_id"].as_str().unwrap(), &["RUNNING"], WITHIN)
+            .wait_status(
+                &token,
+                task["task_id"].as_str().unwrap(),
+                &["RUNNING"],
+                WITHIN,
+            )
             .await;
     }
     let status = server
@@ -120,7 +144,12 @@ async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
     assert_eq!(done["result"]["output"], "finished\n");
     // The long one was interrupted and, being read-only, runs again after the restart.
     let again = server
-        .wait_status(&token, long["task_id"].as_str().unwrap(), &["RUNNING"], WITHIN)
+        .wait_status(
+            &token,
+            long["task_id"].as_str().unwrap(),
+            &["RUNNING"],
+            WITHIN,
+        )
         .await;
     assert_eq!(again["status"], "RUNNING");
     assert_eq!(started(&server, &token, &long).await, 2);

@@ -1104,13 +1104,22 @@ impl Server {
             .await
             .expect(200);
         } else {
-            assert_eq!(task["status"], "QUEUED", "neither queued nor waiting: {task}");
+            assert_eq!(
+                task["status"], "QUEUED",
+                "neither queued nor waiting: {task}"
+            );
         }
         task
     }
 
     /// Polls the task until its status is one of `statuses`; fails the test after `within`.
-    pub async fn wait_status(&self, token: &str, task_id: &str, statuses: &[&str], within: Duration) -> Value {
+    pub async fn wait_status(
+        &self,
+        token: &str,
+        task_id: &str,
+        statuses: &[&str],
+        within: Duration,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let task = self

@@ -89,12 +89,12 @@ async fn an_expired_lease_is_found_again_and_a_live_one_is_not() {
         .collect();
     assert_eq!(expired, vec![t1.task_id.clone()]);
     assert!(
-        tasks::renew_lease(&db, &t2.task_id, "alive", Duration::from_secs(60), None)
+        tasks::renew_lease(&db, &t2.task_id, "alive", Duration::from_secs(60))
             .await
             .unwrap()
     );
     assert!(
-        !tasks::renew_lease(&db, &t2.task_id, "someone-else", Duration::from_secs(60), None)
+        !tasks::renew_lease(&db, &t2.task_id, "someone-else", Duration::from_secs(60))
             .await
             .unwrap()
     );
