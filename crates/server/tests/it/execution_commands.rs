@@ -464,3 +464,48 @@ async fn postgres_redis_commands_run_stream_cancel_and_time_out() {
         .await;
     assert_eq!(done["status"], "TIMED_OUT", "{done}");
 }
+
+/// Governance: `cancel_risky_tasks` stops a running mutating command (its sandbox is gone within
+/// 2 s) and leaves read-only work alone.
+#[tokio::test]
+async fn cancel_risky_tasks_stops_running_mutations() {
+    let (server, token) = server_with_workers(Deployment::new()).await;
+    let marker = format!("sleep 31{}", std::process::id() % 100);
+    let risky = server
+        .create_approved(&token, &format!("touch a && {marker}"))
+        .await;
+    let safe = server.create_command(&token, "sleep 2; echo safe").await;
+    let risky_id = risky["task_id"].as_str().unwrap();
+    server
+        .wait_status(&token, risky_id, &["RUNNING"], SHORT)
+        .await;
+    crate::support::eventually(SHORT, "the risky sandbox runs", || async {
+        (!processes_matching(&marker).is_empty()).then_some(())
+    })
+    .await;
+    let outcome = server
+        .post(
+            "/v1/org/emergency",
+            Some(&token),
+            &json!({"action": "cancel_risky_tasks"}),
+        )
+        .await;
+    let canceled = outcome.expect(200)["canceled_task_ids"].clone();
+    assert!(
+        canceled.as_array().unwrap().iter().any(|id| id == risky_id),
+        "{canceled}"
+    );
+    crate::support::eventually(
+        Duration::from_secs(2),
+        "the risky sandbox is gone",
+        || async { processes_matching(&marker).is_empty().then_some(()) },
+    )
+    .await;
+    let done = server
+        .wait_finished(&token, safe["task_id"].as_str().unwrap(), SHORT)
+        .await;
+    assert_eq!(
+        done["status"], "SUCCEEDED",
+        "read-only work goes on: {done}"
+    );
+}

@@ -152,5 +152,9 @@ async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
         )
         .await;
     assert_eq!(again["status"], "RUNNING");
-    assert_eq!(started(&server, &token, &long).await, 2);
+    // RUNNING is recorded at the claim; `action.started` follows once the checks pass.
+    crate::support::eventually(WITHIN, "the second run starts", || async {
+        (started(&server, &token, &long).await == 2).then_some(())
+    })
+    .await;
 }
