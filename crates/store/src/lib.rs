@@ -23,6 +23,8 @@ mod rows;
 pub mod secrets;
 pub mod task_events;
 pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod users;
 
 pub use db::{Db, Dialect, Tx};

@@ -1,6 +1,5 @@
 //! A database with an org, a coordinator to create tasks through the real gate, and a manager.
 
-use std::process::Command;
 use std::time::Duration;
 
 use agent::{ExecutionManager, ManagerConfig};
@@ -21,12 +20,7 @@ impl Fixture {
     /// A manager without a sandbox (`sandbox_missing` is the reason tasks fail with).
     pub async fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let url = match std::env::var("AGENTICAI_TEST_DATABASE").as_deref() {
-            Ok("postgres") => postgres_schema_url(),
-            _ => format!("sqlite://{}/test.db", dir.path().display()),
-        };
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let db = store::testing::fresh_database(dir.path()).await;
         let bus = Bus::in_process();
         let coord = Coordinator::new(db.clone(), bus.clone());
         coord.init_org("Acme", "root").await.unwrap();
@@ -88,20 +82,4 @@ impl Fixture {
             .unwrap()
             .unwrap()
     }
-}
-
-fn postgres_schema_url() -> String {
-    let base = std::env::var("AGENTICAI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let schema = format!(
-        "a_{}",
-        domain::Id::generate(domain::IdKind::Task).unwrap().as_str()
-    );
-    let status = Command::new("psql")
-        .args([base.as_str(), "-qc", &format!("CREATE SCHEMA {schema}")])
-        .status()
-        .expect("psql is installed");
-    assert!(status.success(), "cannot create schema {schema}");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use coordinator::{Actor, Coordinator, NewTask};
 use domain::{AuditEvent, Id, Role, TaskInput, User};
-use store::Db;
 use store::audit::AuditFilter;
 use store::bus::Bus;
 
@@ -20,12 +19,7 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new(bus: Bus) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let url = match std::env::var("AGENTICAI_TEST_DATABASE").as_deref() {
-            Ok("postgres") => postgres_schema_url().await,
-            _ => format!("sqlite://{}/test.db", dir.path().display()),
-        };
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let db = store::testing::fresh_database(dir.path()).await;
         let coord = Coordinator::new(db, bus);
         coord.init_org("Acme", "root").await.unwrap();
         Fixture { coord, _dir: dir }
@@ -50,22 +44,6 @@ impl Fixture {
             .unwrap()
             .0
     }
-}
-
-async fn postgres_schema_url() -> String {
-    let base = std::env::var("AGENTICAI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let schema = format!(
-        "c_{}",
-        domain::Id::generate(domain::IdKind::Task).unwrap().as_str()
-    );
-    let status = Command::new("psql")
-        .args([base.as_str(), "-qc", &format!("CREATE SCHEMA {schema}")])
-        .status()
-        .expect("psql is installed");
-    assert!(status.success(), "cannot create schema {schema}");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// A redis-server of our own on a free port; killed on drop. Never the shared one.

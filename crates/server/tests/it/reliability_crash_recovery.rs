@@ -18,6 +18,13 @@ async fn started(server: &Server, token: &str, task: &Value) -> usize {
         .len()
 }
 
+async fn wait_running(server: &Server, token: &str, tasks: &[&Value]) {
+    for task in tasks {
+        let id = task["task_id"].as_str().unwrap();
+        server.wait_status(token, id, &["RUNNING"], WITHIN).await;
+    }
+}
+
 pub async fn kill_9_while_tasks_run(dep: Deployment) {
     let dep = dep
         .with_workers(2)
@@ -32,16 +39,7 @@ pub async fn kill_9_while_tasks_run(dep: Deployment) {
     let write = server
         .create_approved(&token, &format!("sleep 2 && echo {marker} > out.txt"))
         .await;
-    for task in [&read, &write] {
-        server
-            .wait_status(
-                &token,
-                task["task_id"].as_str().unwrap(),
-                &["RUNNING"],
-                WITHIN,
-            )
-            .await;
-    }
+    wait_running(&server, &token, &[&read, &write]).await;
     let mut queued = Vec::new();
     for i in 0..3 {
         queued.push(
@@ -120,16 +118,7 @@ async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
         .create_command(&token, "sleep 1; echo finished")
         .await;
     let long = server.create_command(&token, "sleep 20; echo late").await;
-    for task in [&short, &long] {
-        server
-            .wait_status(
-                &token,
-                task["task_id"].as_str().unwrap(),
-                &["RUNNING"],
-                WITHIN,
-            )
-            .await;
-    }
+    wait_running(&server, &token, &[&short, &long]).await;
     let status = server
         .stop_within(Duration::from_secs(15))
         .await
