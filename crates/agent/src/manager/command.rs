@@ -1,12 +1,12 @@
 //! One command task, from claim to result.
 //!
-//! 1. **Check** that what is about to run is what was decided: a sandbox exists; the environment
-//!    still exists; mutations are not paused (for L1+); a task that waited for approval has an
-//!    APPROVE bound to the hash of exactly this action, environment and grants, not used before —
-//!    it is consumed now. The start is audited (`action.started`) in the same transaction; if
-//!    that cannot be written, nothing runs (audit fails closed).
+//! 1. **Check** what can have changed since the decision: a sandbox exists; the environment
+//!    still exists; mutations are not paused (for L1+).
 //! 2. **Provide** the environment: secrets decrypted for this run only, the egress proxy on a
-//!    per-task Unix socket, the user's workspace.
+//!    per-task Unix socket, the user's workspace. Then, last: a task that waited for approval
+//!    must have an APPROVE bound to the hash of exactly this action, environment and grants, not
+//!    used before — it is consumed now, and the start audited (`action.started`) in the same
+//!    transaction; if that cannot be written, nothing runs (audit fails closed).
 //! 3. **Run** in a fresh sandbox while [`super::supervise`] watches for cancellation and keeps the
 //!    lease, and [`super::progress`] streams the (redacted) output.
 //! 4. **Record** the result (`action.executed` + the final status in one transaction), or settle an
@@ -178,7 +178,6 @@ impl ExecutionManager {
                 "an admin paused every action that can change something; read-only commands still run",
             ));
         }
-        self.check_and_start(task, grants.as_ref(), attempt).await?;
         let secrets = self.secrets(grants.as_ref()).await?;
         let workspace = self
             .inner
@@ -200,6 +199,10 @@ impl ExecutionManager {
             runtime_dir: None,
         };
         self.start_egress(task, &mut prepared)?;
+        // Last, once everything else is in place: nothing after this can refuse the run, so an
+        // approval is only consumed (and `action.started` only written) for a run that starts.
+        self.check_and_start(task, prepared.grants.as_ref(), attempt)
+            .await?;
         Ok(prepared)
     }
 
