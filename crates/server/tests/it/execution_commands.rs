@@ -509,3 +509,49 @@ async fn cancel_risky_tasks_stops_running_mutations() {
         "read-only work goes on: {done}"
     );
 }
+
+/// The retry contract: a sandbox that failed to launch ran nothing, so the task is retried with
+/// backoff — and its approval, consumed by the failed launch, is given back for the retry.
+#[tokio::test]
+async fn a_sandbox_that_fails_to_launch_is_retried_with_backoff() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A bubblewrap that fails its 2nd and 3rd starts (the 1st is the startup probe). It runs as
+    // the unprivileged sandbox user with a cleared environment, hence the open directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let counter = dir.path().join("count");
+    let script = dir.path().join("flaky-bwrap");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+             if [ $n -ge 2 ] && [ $n -le 3 ]; then echo 'simulated launch failure' >&2; exit 1; fi\n\
+             exec /usr/bin/bwrap \"$@\"\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let dep = Deployment::new().var("AGENTICAI_BWRAP", script.to_str().unwrap());
+    let (server, token) = server_with_workers(dep).await;
+    let task = server
+        .create_approved(&token, "echo retried > retried.txt && cat retried.txt")
+        .await;
+    let id = task["task_id"].as_str().unwrap();
+    let started = Instant::now();
+    let done = server.wait_finished(&token, id, SHORT).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["result"]["output"], "retried\n");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "two backoffs (1 s, then 2 s) came first: {:?}",
+        started.elapsed()
+    );
+    let changes = server.audit_of(&token, id, "task.status_changed").await;
+    let retries = changes
+        .iter()
+        .filter(|e| e["data"]["reason"] == "sandbox_launch_failed")
+        .count();
+    assert_eq!(retries, 2, "{changes:?}");
+}
