@@ -7,5 +7,6 @@
 //! * [`chat`] and [`commands`]: what a message or a button press does, through the coordinator;
 //! * [`render`]: HTML-escaped, size-limited text for Telegram.
 
+pub mod handler;
 pub mod outgoing;
 pub mod update;
