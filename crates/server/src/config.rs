@@ -133,6 +133,8 @@ pub const SETTINGS: &[SettingInfo] = &[
         "size cap of one user's persistent workspace"),
     setting("bwrap", "AGENTICAI_BWRAP", None, false,
         "path of bubblewrap; unset: /usr/bin/bwrap, else bwrap on PATH"),
+    setting("sandbox_user", "AGENTICAI_SANDBOX_USER", None, false,
+        "UID:GID the sandbox runs as on the host when the server runs as root (never 0); unset: 65534:65534"),
 ];
 
 /// Looks a setting up by its TOML key.
@@ -685,6 +687,8 @@ pub struct ExecutionSettings {
     pub workspace_quota: u64,
     /// bubblewrap's path; `None`: searched.
     pub bwrap: Option<PathBuf>,
+    /// Host uid and gid of the sandbox when the server runs as root; `None`: 65534:65534.
+    pub sandbox_user: Option<(u32, u32)>,
 }
 
 /// The lines of [`Settings::report`]; left out of `Debug`, which shows the fields themselves.
@@ -1255,7 +1259,22 @@ impl ExecutionSettings {
                 show_size,
             )?,
             bwrap: r.opt("bwrap", parse_path, |p| show_path(p))?,
+            sandbox_user: r.opt("sandbox_user", parse_uid_gid, |(u, g)| format!("{u}:{g}"))?,
         })
+    }
+}
+
+/// `UID:GID`, both numeric and neither 0 (the sandbox never runs as host root).
+fn parse_uid_gid(s: &str) -> Result<(u32, u32), String> {
+    let parsed = s
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.trim().parse::<u32>().ok()?, g.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((0, _)) | Some((_, 0)) => Err(format!("{s:?}: the sandbox never runs as root")),
+        Some(ids) => Ok(ids),
+        None => Err(format!(
+            "expected numeric UID:GID such as 990:990, got {s:?}"
+        )),
     }
 }
 

@@ -105,6 +105,7 @@ fn sandbox_config(settings: &Settings) -> SandboxConfig {
     let mut config = SandboxConfig::new(shim);
     config.shim_args = vec![OsString::from(SHIM_SUBCOMMAND)];
     config.bwrap = settings.execution.bwrap.clone();
+    config.run_as = settings.execution.sandbox_user;
     config
 }
 
