@@ -18,11 +18,13 @@ mod error;
 pub mod invites;
 mod migrate;
 pub mod org;
+pub mod outbox;
 pub mod policy;
 mod rows;
 pub mod secrets;
 pub mod task_events;
 pub mod tasks;
+pub mod telegram;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;

@@ -7,6 +7,11 @@
 //! * [`chat`] and [`commands`]: what a message or a button press does, through the coordinator;
 //! * [`render`]: HTML-escaped, size-limited text for Telegram.
 
+pub mod api;
 pub mod handler;
+pub mod ingress;
+pub mod outbox;
 pub mod outgoing;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod update;
