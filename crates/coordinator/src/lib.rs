@@ -16,6 +16,7 @@ mod page;
 mod secrets;
 mod task_writer;
 mod tasks;
+mod telegram;
 mod watch;
 
 pub use environments::{
@@ -28,6 +29,7 @@ pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;
 pub use secrets::MAX_SECRET_BYTES;
 pub use tasks::{NewTask, TaskQuery};
+pub use telegram::{AwaitingApproval, ChatStatus, Redeemed, TelegramAccount};
 pub use watch::TaskWatch;
 
 use store::Db;

@@ -62,3 +62,65 @@ pub async fn insert(
         expires_at,
     })
 }
+
+/// A stored code as redeeming sees it (never the code itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// Non-secret reference (for audit).
+    pub code_ref: String,
+    pub kind: CodeKind,
+    pub expires_at: Timestamp,
+    /// When it was redeemed, if it was.
+    pub redeemed_at: Option<Timestamp>,
+    /// The user it was redeemed for (the new user of an invite, the linked user of a link code).
+    pub redeemed_by: Option<Id>,
+}
+
+/// The code whose SHA-256 matches `code`, if any, inside a transaction.
+pub async fn find_in(tx: &mut Tx, code: &str) -> Result<Option<CodeRecord>> {
+    let row = sqlx::query(
+        "SELECT code_ref, kind, role, user_id, expires_at, redeemed_at, redeemed_by
+         FROM invites WHERE code_hash = $1",
+    )
+    .bind(secret_hash(code))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let kind_text: String = sqlx::Row::try_get(&row, "kind")?;
+    let kind = match kind_text.as_str() {
+        "invite" => CodeKind::Invite(rows::parsed::<Role>(&row, "role")?),
+        "link" => CodeKind::Link(rows::id(&row, "user_id")?),
+        other => {
+            return Err(crate::StoreError::Corrupt(format!(
+                "invites.kind: unknown kind {other:?}"
+            )));
+        }
+    };
+    Ok(Some(CodeRecord {
+        code_ref: sqlx::Row::try_get(&row, "code_ref")?,
+        kind,
+        expires_at: rows::time(&row, "expires_at")?,
+        redeemed_at: rows::opt_time(&row, "redeemed_at")?,
+        redeemed_by: rows::opt_id(&row, "redeemed_by")?,
+    }))
+}
+
+/// Marks the code `code_ref` redeemed for `redeemed_by`, if it is still unredeemed and
+/// unexpired (a guarded update: of concurrent redemptions exactly one wins). Returns whether
+/// this call redeemed it.
+pub async fn redeem(tx: &mut Tx, code_ref: &str, redeemed_by: &Id) -> Result<bool> {
+    let now = Timestamp::now().as_millis();
+    let n = sqlx::query(
+        "UPDATE invites SET redeemed_at = $1, redeemed_by = $2
+         WHERE code_ref = $3 AND redeemed_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(redeemed_by.as_str())
+    .bind(code_ref)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}

@@ -251,3 +251,85 @@ pub async fn authenticate(
         None => Ok(user),
     })
 }
+
+/// The enabled user a Telegram account is linked to, if any.
+pub async fn by_telegram(db: &Db, telegram_user_id: i64) -> Result<Option<User>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM telegram_identities i JOIN users u ON u.user_id = i.user_id
+         WHERE i.telegram_user_id = $1 AND u.disabled = 0"
+    ))
+    .bind(telegram_user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(row_to_user).transpose()
+}
+
+/// The user a Telegram account is linked to (enabled or not), inside a transaction.
+pub async fn telegram_owner_in(tx: &mut Tx, telegram_user_id: i64) -> Result<Option<Id>> {
+    let row = sqlx::query("SELECT user_id FROM telegram_identities WHERE telegram_user_id = $1")
+        .bind(telegram_user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(|r| rows::id(r, "user_id")).transpose()
+}
+
+/// Links the Telegram account `telegram_user_id` (private chat `chat_id`) to `user_id`,
+/// replacing the user's earlier link, if any. Returns the Telegram id that was linked to the user
+/// before, when it was a different one. The account must not be linked to another user (the
+/// primary key refuses it: a conflict).
+pub async fn link_telegram(
+    tx: &mut Tx,
+    telegram_user_id: i64,
+    user_id: &Id,
+    chat_id: i64,
+    username: Option<&str>,
+) -> Result<Option<i64>> {
+    let previous: Option<i64> =
+        sqlx::query_scalar("SELECT telegram_user_id FROM telegram_identities WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    sqlx::query("DELETE FROM telegram_identities WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO telegram_identities (telegram_user_id, user_id, chat_id, username, linked_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(telegram_user_id)
+    .bind(user_id.as_str())
+    .bind(chat_id)
+    .bind(username)
+    .bind(Timestamp::now().as_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(previous.filter(|p| *p != telegram_user_id))
+}
+
+/// The private chat of the Telegram account linked to `user_id`, if the user is enabled and
+/// linked.
+pub async fn telegram_chat(db: &Db, user_id: &Id) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT i.chat_id FROM telegram_identities i JOIN users u ON u.user_id = i.user_id
+         WHERE i.user_id = $1 AND u.disabled = 0",
+    )
+    .bind(user_id.as_str())
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// Every enabled admin with a linked Telegram account, with its private chat.
+pub async fn admin_telegram_chats(db: &Db) -> Result<Vec<(Id, i64)>> {
+    let rows = sqlx::query(
+        "SELECT u.user_id, i.chat_id FROM telegram_identities i JOIN users u ON u.user_id = i.user_id
+         WHERE u.role = 'admin' AND u.disabled = 0 ORDER BY u.created_at, u.user_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((rows::id(r, "user_id")?, sqlx::Row::try_get(r, "chat_id")?)))
+        .collect()
+}
