@@ -293,6 +293,18 @@ impl Coordinator {
         Ok(users::telegram_chat(&self.db, user_id).await?)
     }
 
+    /// An approval `user` may see (the requester, or an admin); `None` otherwise.
+    pub async fn approval_visible_to(
+        &self,
+        user: &User,
+        approval_id: &Id,
+    ) -> Result<Option<Approval>> {
+        let mut tx = self.db.begin().await?;
+        let approval = store::approvals::get_in(&mut tx, approval_id).await?;
+        drop(tx);
+        Ok(approval.filter(|a| a.requested_by == user.user_id || user.role == Role::Admin))
+    }
+
     /// Whether an admin other than the requester must decide `approval`.
     pub async fn approval_needs_other_admin(&self, approval: &Approval) -> Result<bool> {
         let requester = users::get(&self.db, &approval.requested_by)

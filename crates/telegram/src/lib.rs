@@ -8,10 +8,14 @@
 //! * [`render`]: HTML-escaped, size-limited text for Telegram.
 
 pub mod api;
+pub mod chat;
+mod commands;
 pub mod handler;
 pub mod ingress;
 pub mod outbox;
 pub mod outgoing;
+pub mod ratelimit;
+pub mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod update;

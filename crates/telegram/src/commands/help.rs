@@ -1,0 +1,31 @@
+//! `/help`: the commands.
+
+use super::Ctx;
+
+/// The help for linked users.
+pub(crate) fn run(ctx: &mut Ctx<'_>, _args: &str) {
+    ctx.replies.text(linked());
+}
+
+fn linked() -> String {
+    "<b>Commands</b>\n\
+     <code>/run [@ENVIRONMENT] COMMAND</code> — run one shell command, optionally with an \
+     environment's network and secrets\n\
+     <code>/tasks</code> — your recent tasks\n\
+     <code>/status</code> — running and queued tasks, approvals, bypass, whether mutations are paused\n\
+     <code>/cancel TASK_ID</code> or <code>/cancel all</code> — stop tasks\n\
+     <code>/approvals</code> — approvals waiting for you\n\
+     <code>/approve APPROVAL_ID</code>, <code>/deny APPROVAL_ID</code> — decide one (or use its buttons)\n\
+     <code>/bypass on</code>, <code>/bypass off</code> — skip approvals within your organisation's policy\n\
+     <code>/help</code> — this list"
+        .to_owned()
+}
+
+/// The help for accounts that are not linked yet.
+pub(crate) fn unlinked() -> String {
+    "<b>Joining</b>\n\
+     <code>/start CODE</code> — join with an invite or link code from your admin\n\
+     <code>/help</code> — this text\n\n\
+     Once you have joined, <code>/help</code> lists everything you can do."
+        .to_owned()
+}
