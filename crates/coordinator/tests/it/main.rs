@@ -7,3 +7,4 @@ mod reliability_redis_down;
 mod security_approvals;
 mod security_visibility;
 mod support;
+mod telegram_identity;
