@@ -7,6 +7,7 @@
 //! [`SenderConfig::max_attempts`]; permanent refusals (chat not found, bot blocked, message too
 //! long) are logged and closed, never retried forever.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ impl Default for SenderConfig {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {
     pub sent: usize,
+    /// Failed now (or held behind a failed message of the same chat), to be tried again.
     pub retried: usize,
     pub given_up: usize,
     /// Set when Telegram rate-limited us: nothing more is sent before this passes.
@@ -177,11 +179,22 @@ impl Sender {
         let claimed =
             rows::claim_due(&self.db, now, now.plus(self.config.hold), self.config.batch).await?;
         let mut round = Round::default();
+        // Chats whose earlier message failed this round: their later messages wait for it, so a
+        // chat's messages keep their order.
+        let mut held: HashMap<i64, Timestamp> = HashMap::new();
         let mut iter = claimed.into_iter();
         while let Some(row) = iter.next() {
+            if let Some(at) = held.get(&row.chat_id) {
+                rows::postpone(&self.db, &row.id, *at).await?;
+                round.retried += 1;
+                continue;
+            }
             match self.deliver(&row).await? {
                 Delivery::Sent => round.sent += 1,
-                Delivery::Retried => round.retried += 1,
+                Delivery::Retried(at) => {
+                    held.insert(row.chat_id, at);
+                    round.retried += 1;
+                }
                 Delivery::GivenUp => round.given_up += 1,
                 Delivery::RateLimited(wait) => {
                     let at = Timestamp::now().plus(wait);
@@ -241,14 +254,16 @@ impl Sender {
             .saturating_mul(2u32.saturating_pow(exp))
             .min(self.config.max_backoff);
         tracing::info!(dedupe_key = %row.dedupe_key, attempts = row.attempts + 1, backoff_ms = backoff.as_millis() as u64, error = %e, "outbox: delivery failed; will retry");
-        rows::retry_later(&self.db, &row.id, Timestamp::now().plus(backoff)).await?;
-        Ok(Delivery::Retried)
+        let at = Timestamp::now().plus(backoff);
+        rows::retry_later(&self.db, &row.id, at).await?;
+        Ok(Delivery::Retried(at))
     }
 }
 
 enum Delivery {
     Sent,
-    Retried,
+    /// Due again at this time.
+    Retried(Timestamp),
     GivenUp,
     RateLimited(Duration),
 }

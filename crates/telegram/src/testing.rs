@@ -57,6 +57,8 @@ struct State {
     next_message_id: i64,
     /// (chat_id, message_id) → current text.
     messages: HashMap<(i64, i64), String>,
+    /// Successful sendMessage/sendDocument calls, in order.
+    delivered: Vec<Call>,
     webhook: Option<String>,
 }
 
@@ -186,6 +188,33 @@ impl FakeBotApi {
             .iter()
             .filter_map(|b| b.get("text").and_then(Value::as_str).map(str::to_owned))
             .collect()
+    }
+
+    /// The texts (captions for documents) of the messages that were actually delivered
+    /// (successful `sendMessage` and `sendDocument` calls), in order.
+    pub fn delivered_texts(&self) -> Vec<String> {
+        self.shared
+            .state()
+            .delivered
+            .iter()
+            .map(|c| {
+                let field = if c.method == "sendMessage" {
+                    "text"
+                } else {
+                    "caption"
+                };
+                c.body
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The successful `sendMessage` and `sendDocument` calls, in order.
+    pub fn delivered(&self) -> Vec<Call> {
+        self.shared.state().delivered.clone()
     }
 
     /// The webhook URL currently set, if any.
@@ -457,6 +486,10 @@ fn send(shared: &Arc<Shared>, method: &str, body: &Value) -> Response {
     s.next_message_id += 1;
     let message_id = s.next_message_id;
     s.messages.insert((chat_id, message_id), text.clone());
+    s.delivered.push(Call {
+        method: method.to_owned(),
+        body: body.clone(),
+    });
     ok(json!({
         "message_id": message_id,
         "date": 1_700_000_000,

@@ -8,5 +8,7 @@ mod db_audit;
 mod db_queue;
 mod db_schema;
 mod objects;
+mod outbox_rows;
 mod secrets_at_rest;
 mod support;
+mod telegram_state;

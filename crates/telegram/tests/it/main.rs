@@ -1,2 +1,8 @@
 //! Integration tests of the Telegram channel against a fake Bot API server that speaks the real
 //! JSON, and a real database.
+
+mod api_client;
+mod support;
+mod ingress_webhook;
+mod ingress_polling;
+mod outbox;
