@@ -237,11 +237,11 @@ impl<H: Handler> Poller<'_, H> {
                 next = next.max(id.saturating_add(1));
             }
         }
-        if next != offset {
-            if let Err(e) = store::telegram::set_offset(&db, next).await {
-                tracing::warn!(error = %e, "telegram: cannot persist the polling offset");
-                return false;
-            }
+        if next != offset
+            && let Err(e) = store::telegram::set_offset(&db, next).await
+        {
+            tracing::warn!(error = %e, "telegram: cannot persist the polling offset");
+            return false;
         }
         if ok {
             self.backoff.reset();
