@@ -6,3 +6,9 @@ mod support;
 mod ingress_webhook;
 mod ingress_polling;
 mod outbox;
+
+mod conversation_approvals;
+mod conversation_commands;
+mod conversation_onboarding;
+mod conversation_safety;
+mod support_chat;
