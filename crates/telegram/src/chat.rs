@@ -112,6 +112,23 @@ impl Replies {
     }
 }
 
+/// The command menu for `setMyCommands` (name without `/`, description), in CONTRACT.md order.
+pub const BOT_COMMANDS: &[(&str, &str)] = &[
+    ("start", "Join with an invite or link code: /start CODE"),
+    ("help", "List the commands"),
+    (
+        "status",
+        "Running and queued tasks, approvals, bypass, pause",
+    ),
+    ("tasks", "Your recent tasks"),
+    ("run", "Run one shell command: /run [@ENV] COMMAND"),
+    ("cancel", "Cancel a task: /cancel TASK_ID or /cancel all"),
+    ("approvals", "Approvals waiting for you"),
+    ("approve", "Approve: /approve APPROVAL_ID"),
+    ("deny", "Deny: /deny APPROVAL_ID"),
+    ("bypass", "Your bypass toggle: /bypass on|off"),
+];
+
 /// What an unlinked account is told.
 pub(crate) const JOIN_HINT: &str = "You are not linked to this deployment yet. Ask an admin for an \
     invite or link code and send <code>/start CODE</code>.";
