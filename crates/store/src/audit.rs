@@ -246,3 +246,14 @@ mod tests {
         );
     }
 }
+
+/// How many audit events of type `kind` task `task_id` has (e.g. how many runs started).
+pub async fn count_for_task(db: &crate::Db, task_id: &Id, kind: &str) -> Result<i64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE task_id = $1 AND type = $2")
+            .bind(task_id.as_str())
+            .bind(kind)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
+}

@@ -32,7 +32,10 @@ pub enum Action {
         buttons: Vec<Vec<Button>>,
     },
     /// `answerCallbackQuery` (a short notice on the pressed button).
-    AnswerCallbackQuery { callback_query_id: String, text: String },
+    AnswerCallbackQuery {
+        callback_query_id: String,
+        text: String,
+    },
     /// `sendDocument` of a text file (full output longer than a message).
     SendDocument {
         file_name: String,

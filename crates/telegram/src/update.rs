@@ -115,7 +115,13 @@ mod tests {
     #[test]
     fn unknown_and_broken_updates_are_other_not_errors() {
         let u = Update::parse(&json!({"update_id": 7, "edited_message": {"x": 1}})).unwrap();
-        assert_eq!(u, Update { update_id: 7, kind: UpdateKind::Other });
+        assert_eq!(
+            u,
+            Update {
+                update_id: 7,
+                kind: UpdateKind::Other
+            }
+        );
         let u = Update::parse(&json!({"update_id": 8, "message": {"chat": "nonsense"}})).unwrap();
         assert_eq!(u.kind, UpdateKind::Other);
         assert!(Update::parse(&json!({"message": {}})).is_err());
@@ -134,7 +140,9 @@ mod tests {
             }
         }))
         .unwrap();
-        let UpdateKind::Message(m) = u.kind else { panic!("not a message") };
+        let UpdateKind::Message(m) = u.kind else {
+            panic!("not a message")
+        };
         assert!(m.chat.is_private());
         assert_eq!(m.from.unwrap().id, 42);
         assert_eq!(m.text.as_deref(), Some("/status"));

@@ -3,6 +3,8 @@
 //! * A command that ran and exited non-zero is a result (FAILED), never retried.
 //! * A sandbox that failed to launch ran nothing: the task is queued again with exponential
 //!   backoff, up to [`MAX_LAUNCH_ATTEMPTS`], and its approval (if any) stays usable.
+//! * A task whose worker died after claiming it but before its run started (no `action.started`
+//!   for that claim — it is written before every launch) ran nothing: it is queued again.
 //! * A task interrupted while it may have been running (its worker died, the server stopped, the
 //!   lease ran out): a read-only (L0) command is queued again, up to [`MAX_RERUNS`] runs; anything
 //!   that may change something is never re-run automatically — the task FAILS with
@@ -129,7 +131,19 @@ impl ExecutionManager {
                 continue;
             }
             let attempts = task_store::attempts(self.db(), &task.task_id).await?;
-            let next = after_interruption(&task, attempts, Timestamp::now());
+            // Every run that got past its checks audited `action.started` before launching; fewer
+            // of them than claims means this claim's run never started — safe to queue again.
+            let started =
+                store::audit::count_for_task(self.db(), &task.task_id, "action.started").await?;
+            let next = if started < attempts {
+                after_launch_failure(
+                    attempts,
+                    "the worker stopped before the run started",
+                    Timestamp::now(),
+                )
+            } else {
+                after_interruption(&task, attempts, Timestamp::now())
+            };
             tracing::info!(task_id = %task.task_id, ?next, "recovering an interrupted task");
             self.settle(&task, next, "recovered_after_interruption")
                 .await;

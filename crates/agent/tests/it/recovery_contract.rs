@@ -8,18 +8,53 @@ use domain::TaskStatus;
 
 use crate::support::Fixture;
 
-/// Claims every claimable task for a worker that then "dies" (a lease of 1 ms).
-async fn claim_all_and_die(f: &Fixture) -> usize {
+/// Claims every claimable task for a worker that then "dies" (a lease of 1 ms) — after its runs
+/// started (`action.started` audited, as the manager does right before a launch) when `started`.
+async fn claim_all_and_die_with(f: &Fixture, started: bool) -> usize {
     let mut n = 0;
-    while store::tasks::claim(f.db(), "dead-worker", Duration::from_millis(1), None)
-        .await
-        .unwrap()
-        .is_some()
+    while let Some(task) =
+        store::tasks::claim(f.db(), "dead-worker", Duration::from_millis(1), None)
+            .await
+            .unwrap()
     {
+        if started {
+            let mut tx = f.db().begin().await.unwrap();
+            store::audit::append(
+                &mut tx,
+                store::audit::NewAuditEvent::new("action.started", serde_json::json!({}))
+                    .task(&task.task_id),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
         n += 1;
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     n
+}
+
+async fn claim_all_and_die(f: &Fixture) -> usize {
+    claim_all_and_die_with(f, true).await
+}
+
+#[tokio::test]
+async fn a_task_claimed_but_never_started_is_queued_again_whatever_its_tier() {
+    let f = Fixture::new().await;
+    let write = f.command("rm -rf build").await;
+    let approval = write.approval_id.clone().unwrap();
+    f.coord
+        .decide_approval(&f.user, &approval, domain::ApprovalDecision::Approve)
+        .await
+        .unwrap();
+    assert_eq!(claim_all_and_die_with(&f, false).await, 1);
+    assert_eq!(f.manager.recover_expired().await.unwrap(), 1);
+    let write = f.task(&write).await;
+    assert_eq!(
+        write.status,
+        TaskStatus::Queued,
+        "nothing ran, so it may run"
+    );
 }
 
 #[tokio::test]

@@ -48,8 +48,9 @@ pub async fn kill_9_while_tasks_run(dep: Deployment) {
                 .await,
         );
     }
-    crate::support::eventually(WITHIN, "both sandboxes run", || async {
-        (processes_matching(&marker).len() >= 2).then_some(())
+    crate::support::eventually(WITHIN, "both runs started", || async {
+        (started(&server, &token, &read).await == 1 && started(&server, &token, &write).await == 1)
+            .then_some(())
     })
     .await;
 

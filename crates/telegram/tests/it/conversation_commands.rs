@@ -77,9 +77,7 @@ async fn run_in_an_environment_shows_its_grants_in_the_approval() {
         .await
         .unwrap();
     fx.onboard(13, Role::Member).await;
-    let out = fx
-        .send(13, "/run @staging touch /tmp/marker")
-        .await;
+    let out = fx.send(13, "/run @staging touch /tmp/marker").await;
     let text = joined(&out);
     assert!(text.contains("tsk_"), "{text}");
     assert!(text.contains("<code>staging</code>"), "{text}");

@@ -2,10 +2,10 @@
 //! JSON, and a real database.
 
 mod api_client;
-mod support;
-mod ingress_webhook;
 mod ingress_polling;
+mod ingress_webhook;
 mod outbox;
+mod support;
 
 mod conversation_approvals;
 mod conversation_commands;
