@@ -93,6 +93,8 @@ pub const SETTINGS: &[SettingInfo] = &[
         "webhook mode: the public URL given to setWebhook at start"),
     setting("telegram_webhook_secret", "AGENTICAI_TELEGRAM_WEBHOOK_SECRET", None, true,
         "webhook mode (required): checked against X-Telegram-Bot-Api-Secret-Token"),
+    setting("telegram_messages_per_minute", "AGENTICAI_TELEGRAM_MESSAGES_PER_MINUTE", Some("20"), false,
+        "messages and button presses one Telegram user may send per minute (0: no limit); over it, one polite reply"),
     setting("llm_provider", "AGENTICAI_LLM_PROVIDER", Some("none"), false,
         "none, openai (any OpenAI-compatible server) or anthropic"),
     setting("llm_base_url", "AGENTICAI_LLM_BASE_URL", None, false,
@@ -153,13 +155,6 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that must use it.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "used by the Telegram and LLM clients of later waves"
-        )
-    )]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -603,13 +598,6 @@ pub struct Settings {
     /// The bot token; `None`: Telegram off (`AGENTICAI_TELEGRAM_BOT_TOKEN`).
     pub telegram_bot_token: Option<Secret>,
     /// Bot API base without trailing `/` (`AGENTICAI_TELEGRAM_API_URL`).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "read by the Telegram channel and `agenticai chat` (later waves)"
-        )
-    )]
     pub telegram_api_url: String,
     /// Polling or webhook (`AGENTICAI_TELEGRAM_MODE`).
     pub telegram_mode: TelegramMode,
@@ -619,6 +607,9 @@ pub struct Settings {
     /// Webhook mode: the `X-Telegram-Bot-Api-Secret-Token` value; always set when the webhook is
     /// active (`AGENTICAI_TELEGRAM_WEBHOOK_SECRET`).
     pub telegram_webhook_secret: Option<Secret>,
+    /// Inbound Telegram messages per user and minute; 0: no limit
+    /// (`AGENTICAI_TELEGRAM_MESSAGES_PER_MINUTE`).
+    pub telegram_messages_per_minute: u32,
     /// The LLM wire format (`AGENTICAI_LLM_PROVIDER`).
     pub llm_provider: LlmProvider,
     /// Provider API base without trailing `/`; the provider's public API when not given; `None`
@@ -1391,6 +1382,11 @@ impl Settings {
         let telegram_webhook_url = r.opt("telegram_webhook_url", parse_http_url, String::clone)?;
         let telegram_webhook_secret =
             r.opt("telegram_webhook_secret", parse_webhook_secret, show)?;
+        let telegram_messages_per_minute = r.req(
+            "telegram_messages_per_minute",
+            |s| parse_count(s, 0, 10_000),
+            show,
+        )? as u32;
         let llm_provider = r.req("llm_provider", str::parse::<LlmProvider>, show)?;
         let llm_base_url = r.opt("llm_base_url", parse_http_url, String::clone)?;
         let llm_api_key = r.opt("llm_api_key", |s| Ok(Secret::new(s)), show)?;
@@ -1417,6 +1413,7 @@ impl Settings {
             telegram_mode,
             telegram_webhook_url,
             telegram_webhook_secret,
+            telegram_messages_per_minute,
             llm_provider,
             llm_base_url,
             llm_api_key,

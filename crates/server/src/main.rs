@@ -13,6 +13,7 @@ mod http;
 mod keys;
 mod serve;
 mod services;
+mod telegram;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
-//! `agenticai serve`: every role in one process — the HTTP API over the coordinator, and the
-//! execution manager's workers; the Telegram ingress joins it in a later wave.
+//! `agenticai serve`: every role in one process — the HTTP API over the coordinator, the
+//! Telegram channel (when a bot token is configured) and the execution manager's workers.
 
 use tokio::net::TcpListener;
 
@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::execution;
 use crate::http::{self, AppState};
 use crate::services;
+use crate::telegram;
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and claiming work, lets in-flight
 /// requests and running tasks finish within the grace period (tasks still running then are
@@ -21,7 +22,10 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let metrics = http::recorder().map_err(|e| format!("metrics: {e}"))?;
     let audit_signer = audit_cmd::load_signer(settings)?;
     let (manager, executor_readiness) = execution::manager(settings, &services).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let channel = telegram::start(settings, &services, stop_rx.clone()).await?;
     let state = AppState {
+        telegram_webhook: channel.as_ref().and_then(|c| c.webhook.clone()),
         executor: executor_readiness,
         coord: services.coord.clone(),
         objects: services.objects.clone(),
@@ -42,13 +46,6 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         objects = %services.objects.describe(),
         "agenticai is serving"
     );
-    if settings.telegram_enabled() {
-        tracing::warn!(
-            "a Telegram bot token is configured, but this version does not run the Telegram \
-             channel yet; use the HTTP API"
-        );
-    }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, http::router(state)).with_graceful_shutdown({
         let mut stop_rx = stop_rx.clone();
         async move {
@@ -80,6 +77,11 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         tracing::warn!(error = %e, "execution manager task failed");
     }
     let _ = expiry.await;
+    for task in channel.map(|c| c.tasks).unwrap_or_default() {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "a Telegram task failed");
+        }
+    }
     let last_checkpoint = checkpointer.await.unwrap_or(0);
     audit_cmd::final_checkpoint(
         &services.db,

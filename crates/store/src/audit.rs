@@ -225,6 +225,17 @@ fn row_to_event(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
     })
 }
 
+/// How many audit events of type `kind` task `task_id` has (e.g. how many runs started).
+pub async fn count_for_task(db: &crate::Db, task_id: &Id, kind: &str) -> Result<i64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE task_id = $1 AND type = $2")
+            .bind(task_id.as_str())
+            .bind(kind)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,15 +256,4 @@ mod tests {
             event_hash(1, at, "t", None, None, &reordered, GENESIS_HASH)
         );
     }
-}
-
-/// How many audit events of type `kind` task `task_id` has (e.g. how many runs started).
-pub async fn count_for_task(db: &crate::Db, task_id: &Id, kind: &str) -> Result<i64> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE task_id = $1 AND type = $2")
-            .bind(task_id.as_str())
-            .bind(kind)
-            .fetch_one(db.pool())
-            .await?;
-    Ok(n)
 }

@@ -16,6 +16,7 @@ mod db;
 pub mod environments;
 mod error;
 pub mod invites;
+pub mod kv;
 mod migrate;
 pub mod org;
 pub mod outbox;

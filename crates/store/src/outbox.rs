@@ -16,6 +16,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Dialect, Tx};
 use crate::error::{Result, StoreError};
+use crate::kv;
 
 /// How long [`due`] holds the rows it claims.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(60);
@@ -140,15 +141,7 @@ pub async fn mark_sent(db: &Db, row: &OutboxRow, message_id: Option<i64>) -> Res
         .execute(&mut *tx)
         .await?;
     if let Some(mid) = message_id {
-        sqlx::query(
-            "INSERT INTO kv_state (key, value, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(kv_key(&row.dedupe_key))
-        .bind(mid.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        kv::set(&mut tx, &kv_key(&row.dedupe_key), &mid.to_string()).await?;
     }
     tx.commit().await
 }
@@ -196,17 +189,7 @@ pub async fn give_up(db: &Db, id: &str) -> Result<()> {
 
 /// The Telegram `message_id` of the sent message with this dedupe key, once it was sent.
 pub async fn message_id_of(db: &Db, dedupe_key: &str) -> Result<Option<i64>> {
-    let value: Option<String> = sqlx::query_scalar("SELECT value FROM kv_state WHERE key = $1")
-        .bind(kv_key(dedupe_key))
-        .fetch_optional(db.pool())
-        .await?;
-    value
-        .map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                StoreError::corrupt(format!("{} is not an integer", kv_key(dedupe_key)))
-            })
-        })
-        .transpose()
+    kv::get_i64(db, &kv_key(dedupe_key)).await
 }
 
 /// Unsent rows (due or not), for readiness checks and tests.

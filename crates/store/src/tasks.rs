@@ -483,6 +483,32 @@ pub async fn take_over_expired(db: &Db, task_id: &Id, worker: &str) -> Result<bo
     Ok(n == 1)
 }
 
+/// Tasks that reached a terminal status after `since` (by `updated_at`, oldest first, at most
+/// `limit`) and were created with an idempotency key starting with `key_prefix` (the channel
+/// that created them, e.g. `tg:` for Telegram), so their results can be relayed there.
+pub async fn finished_since(
+    db: &Db,
+    since: Timestamp,
+    key_prefix: &str,
+    limit: i64,
+) -> Result<Vec<Task>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns_qualified!(),
+        " FROM tasks JOIN idempotency_keys k ON k.task_id = tasks.task_id
+         WHERE tasks.updated_at > $1
+           AND tasks.status IN ('SUCCEEDED', 'FAILED', 'CANCELED', 'TIMED_OUT')
+           AND k.key LIKE $2
+         ORDER BY tasks.updated_at, tasks.task_id LIMIT $3"
+    ))
+    .bind(since.as_millis())
+    .bind(format!("{key_prefix}%"))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(row_to_task).collect()
+}
+
 /// How many tasks `user_id` created at or after `since`.
 pub async fn created_since(db: &Db, user_id: &Id, since: Timestamp) -> Result<i64> {
     let n: i64 =

@@ -9,7 +9,8 @@ use std::time::Duration;
 use domain::Timestamp;
 
 use crate::db::{Db, Tx};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
+use crate::kv;
 
 /// The `kv_state` key of the polling offset (the next `update_id` to ask `getUpdates` for).
 pub const OFFSET_KEY: &str = "telegram.offset";
@@ -85,16 +86,7 @@ pub async fn abandon_unprocessed_before(db: &Db, cutoff: Timestamp) -> Result<Ve
 
 /// The persisted polling offset, if any.
 pub async fn get_offset(db: &Db) -> Result<Option<i64>> {
-    let value: Option<String> = sqlx::query_scalar("SELECT value FROM kv_state WHERE key = $1")
-        .bind(OFFSET_KEY)
-        .fetch_optional(db.pool())
-        .await?;
-    value
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| StoreError::corrupt(format!("{OFFSET_KEY} is not an integer")))
-        })
-        .transpose()
+    kv::get_i64(db, OFFSET_KEY).await
 }
 
 /// Persists the polling offset (in its own transaction).
@@ -106,16 +98,7 @@ pub async fn set_offset(db: &Db, offset: i64) -> Result<()> {
 
 /// Persists the polling offset in the caller's transaction.
 pub async fn set_offset_in(tx: &mut Tx, offset: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO kv_state (key, value, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(OFFSET_KEY)
-    .bind(offset.to_string())
-    .bind(Timestamp::now().as_millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    kv::set(tx, OFFSET_KEY, &offset.to_string()).await
 }
 
 /// Takes the named lease for `owner` for `ttl`: inserts it, takes it over if it has expired, or

@@ -12,6 +12,7 @@ mod openapi;
 mod secrets;
 mod tasks;
 mod users;
+mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub audit_key: store::audit_checkpoint::Verifier,
     /// Whether commands can run: the sandbox in use, or why there is none (`/readyz`).
     pub executor: crate::execution::Readiness,
+    /// The Telegram webhook, in webhook mode only (otherwise `POST /telegram/webhook` is 404).
+    pub telegram_webhook: Option<crate::telegram::Webhook>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::document))
+        .route("/telegram/webhook", post(webhook::telegram))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel))

@@ -24,3 +24,4 @@ mod postgres_restart;
 mod reliability_crash_recovery;
 mod reliability_restart;
 mod support;
+mod telegram_channel;

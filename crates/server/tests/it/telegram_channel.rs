@@ -1,0 +1,168 @@
+//! The Telegram channel through the real binary against a fake Bot API server that speaks the
+//! real JSON: polling (the admin links their account with the `org init` link code, runs a
+//! command, sees its id and then its result; an unlinked user gets only the refusal; a
+//! redelivered update changes nothing) and webhook mode (secret checked, update acknowledged,
+//! duplicates ignored). The bot token never appears in the server's log.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use telegram::testing::{FakeBotApi, text_update};
+
+use crate::support::{Deployment, Server};
+
+const TOKEN: &str = "123456:TEST-token-never-logged";
+const WITHIN: Duration = Duration::from_secs(30);
+const ADMIN_TG: i64 = 9001;
+
+/// Waits until a delivered message contains `needle`; returns it.
+async fn delivered_containing(fake: &FakeBotApi, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        if let Some(t) = fake
+            .delivered_texts()
+            .into_iter()
+            .find(|t| t.contains(needle))
+        {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no message containing {needle:?}; delivered: {:#?}",
+            fake.delivered_texts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn telegram_deployment(fake: &FakeBotApi) -> Deployment {
+    Deployment::new()
+        .with_workers(2)
+        .var("AGENTICAI_TELEGRAM_BOT_TOKEN", TOKEN)
+        .var("AGENTICAI_TELEGRAM_API_URL", &fake.base_url())
+}
+
+#[tokio::test]
+async fn polling_onboards_the_admin_runs_a_command_and_relays_its_result() {
+    let fake = FakeBotApi::start(TOKEN).await;
+    let server = Server::start_with(telegram_deployment(&fake)).await;
+    let org = server.org_init();
+
+    // The commands are registered and the webhook is cleared before polling.
+    fake.wait_for_calls("setMyCommands", 1, WITHIN).await;
+    fake.wait_for_calls("deleteWebhook", 1, WITHIN).await;
+
+    // An unlinked user: the refusal, nothing else.
+    fake.push_update(text_update(1, 4242, "/run rm -rf /"));
+    let refusal = delivered_containing(&fake, "/start").await;
+    assert!(!refusal.contains("tsk_"), "{refusal}");
+
+    // The admin links their Telegram with the link code from `org init`.
+    fake.push_update(text_update(
+        2,
+        ADMIN_TG,
+        &format!("/start {}", org.admin_link_code),
+    ));
+    delivered_containing(&fake, "Linked").await;
+
+    // /run: answered at once with the task id, then the result.
+    let run = text_update(3, ADMIN_TG, "/run echo hello from telegram");
+    fake.push_update(run.clone());
+    let accepted = delivered_containing(&fake, "tsk_").await;
+    let task_id = accepted
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .find(|w| w.starts_with("tsk_"))
+        .expect("a task id")
+        .to_owned();
+    let result = delivered_containing(&fake, "hello from telegram").await;
+    assert!(result.contains(&task_id), "{result}");
+
+    // The same update delivered again creates nothing new.
+    fake.push_update(run);
+    fake.push_update(text_update(4, ADMIN_TG, "/tasks"));
+    delivered_containing(&fake, "SUCCEEDED").await;
+    let tasks = server.get("/v1/tasks", Some(&org.admin_token)).await;
+    assert_eq!(
+        tasks.expect(200)["tasks"].as_array().unwrap().len(),
+        1,
+        "a redelivered update makes no second task"
+    );
+    let task = server
+        .get(&format!("/v1/tasks/{task_id}"), Some(&org.admin_token))
+        .await;
+    assert_eq!(task.expect(200)["user_id"], org.admin_user_id.as_str());
+
+    assert!(
+        !server.log_text().contains(TOKEN),
+        "the bot token is in the log"
+    );
+    assert!(
+        !server.log_text().contains("TEST-token"),
+        "the bot token is in the log"
+    );
+}
+
+#[tokio::test]
+async fn webhook_checks_the_secret_and_acknowledges_each_update_once() {
+    let fake = FakeBotApi::start(TOKEN).await;
+    let secret = "webhook-secret_0123456789";
+    let dep = telegram_deployment(&fake)
+        .var("AGENTICAI_TELEGRAM_MODE", "webhook")
+        .var("AGENTICAI_TELEGRAM_WEBHOOK_SECRET", secret)
+        .var(
+            "AGENTICAI_TELEGRAM_WEBHOOK_URL",
+            "https://bot.example.com/telegram/webhook",
+        );
+    let server = Server::start_with(dep).await;
+    server.org_init();
+    let registered = fake.wait_for_calls("setWebhook", 1, WITHIN).await;
+    assert_eq!(registered[0]["secret_token"], secret, "{registered:?}");
+
+    let post = |secret: Option<&'static str>, body: Value| {
+        let mut request = server
+            .client()
+            .post(server.url("/telegram/webhook"))
+            .json(&body);
+        if let Some(s) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", s);
+        }
+        request.send()
+    };
+    let update = text_update(10, 555, "/help");
+    let none = post(None, update.clone()).await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    let wrong = post(Some("wrong"), update.clone()).await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    for _ in 0..5 {
+        let ok = post(Some("webhook-secret_0123456789"), update.clone())
+            .await
+            .unwrap();
+        assert_eq!(ok.status().as_u16(), 200);
+    }
+    delivered_containing(&fake, "Joining").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.delivered().len(),
+        1,
+        "one reply for one update: {:#?}",
+        fake.delivered_texts()
+    );
+    // Unknown update kinds and garbage are acknowledged, never an error loop.
+    let odd = post(
+        Some("webhook-secret_0123456789"),
+        json!({"update_id": 11, "poll": {}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(odd.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_webhook_route_is_404_in_polling_mode() {
+    let fake = FakeBotApi::start(TOKEN).await;
+    let server = Server::start_with(telegram_deployment(&fake)).await;
+    let r = server
+        .post("/telegram/webhook", None, &text_update(1, 1, "/help"))
+        .await;
+    r.expect_error(404, None);
+}
