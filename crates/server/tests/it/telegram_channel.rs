@@ -166,3 +166,48 @@ async fn the_webhook_route_is_404_in_polling_mode() {
         .await;
     r.expect_error(404, None);
 }
+
+/// Reliability: `kill -9` right after an update was acknowledged — its effect happens exactly
+/// once and its reply arrives after the restart (at least once).
+#[tokio::test]
+async fn kill_9_between_receiving_an_update_and_replying_loses_nothing() {
+    let fake = FakeBotApi::start(TOKEN).await;
+    let secret = "webhook-secret_0123456789";
+    let dep = telegram_deployment(&fake)
+        .var("AGENTICAI_TELEGRAM_MODE", "webhook")
+        .var("AGENTICAI_TELEGRAM_WEBHOOK_SECRET", secret);
+    let mut server = Server::start_with(dep).await;
+    let org = server.org_init();
+    let post = |server: &Server, body: Value| {
+        server
+            .client()
+            .post(server.url("/telegram/webhook"))
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .json(&body)
+            .send()
+    };
+    let link = post(
+        &server,
+        text_update(1, ADMIN_TG, &format!("/start {}", org.admin_link_code)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(link.status().as_u16(), 200);
+    delivered_containing(&fake, "Linked").await;
+
+    let run = post(&server, text_update(2, ADMIN_TG, "/run echo exactly once"))
+        .await
+        .unwrap();
+    assert_eq!(run.status().as_u16(), 200);
+    server.kill();
+    server.restart().await;
+
+    delivered_containing(&fake, "exactly once").await;
+    let tasks = server.get("/v1/tasks", Some(&org.admin_token)).await;
+    let tasks = tasks.expect(200)["tasks"].as_array().unwrap().clone();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "the update's effect happened once: {tasks:?}"
+    );
+}
