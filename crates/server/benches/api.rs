@@ -150,9 +150,20 @@ fn serve(
     database_url: Option<&str>,
     workers: u32,
 ) -> (Server, Duration, Duration) {
+    serve_with(data_dir, database_url, workers, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_with(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    workers: u32,
+    extra: &[(&str, &str)],
+) -> (Server, Duration, Duration) {
     let port = free_port();
     let start = Instant::now();
     let child = command(data_dir, port, database_url, workers)
+        .envs(extra.iter().copied())
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -312,6 +323,86 @@ fn execution(n: u64, workers: u32) {
     );
 }
 
+/// Telegram webhook acknowledgement latency at `rate` updates/s for `secs` (open loop, spread
+/// over 4 connections), against a fake Bot API on loopback. Every update is a new one (from an
+/// unlinked user, so each is recorded, handled and answered).
+fn webhook_ack(rate: u64, secs: u64) {
+    const BOT_TOKEN: &str = "123456:bench";
+    const SECRET: &str = "bench-secret";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = runtime.block_on(telegram::testing::FakeBotApi::start(BOT_TOKEN));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _token, _, _) = start(dir.path(), None);
+    drop(server);
+    let base = fake.base_url();
+    let (server, _, _) = serve_with(
+        dir.path(),
+        None,
+        0,
+        &[
+            ("AGENTICAI_TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+            ("AGENTICAI_TELEGRAM_API_URL", &base),
+            ("AGENTICAI_TELEGRAM_MODE", "webhook"),
+            ("AGENTICAI_TELEGRAM_WEBHOOK_SECRET", SECRET),
+            ("AGENTICAI_TELEGRAM_MESSAGES_PER_MINUTE", "0"),
+        ],
+    );
+    let conns = 4u64;
+    let interval = Duration::from_secs_f64(conns as f64 / rate as f64);
+    let per_conn = rate * secs / conns;
+    let port = server.port;
+    let threads: Vec<_> = (0..conns)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut stream = connect(port).expect("connect");
+                let mut lat = Vec::new();
+                let start = Instant::now();
+                for i in 0..per_conn {
+                    let due = start + interval * i as u32;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let update_id = 1 + c * per_conn + i;
+                    let body = serde_json::json!({
+                        "update_id": update_id,
+                        "message": {
+                            "message_id": update_id, "date": 0, "text": "hello",
+                            "chat": {"id": 100 + c, "type": "private"},
+                            "from": {"id": 100 + c, "is_bot": false, "first_name": "B"}
+                        }
+                    })
+                    .to_string();
+                    let raw = format!(
+                        "POST /telegram/webhook HTTP/1.1\r\nHost: bench\r\nX-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let t = Instant::now();
+                    assert_eq!(request(&mut stream, raw.as_bytes()), 200);
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("sender"))
+        .collect();
+    all.sort();
+    println!(
+        "| Telegram webhook acknowledgement at {rate} updates/s ({} updates, SQLite) | p50 {} / p99 {} |",
+        all.len(),
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99))
+    );
+    drop(server);
+    drop(fake);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -372,6 +463,7 @@ fn main() {
     drop(server);
 
     execution(1000, 8);
+    webhook_ack(500, 5);
 
     if let Some(base) = postgres {
         let name = format!("bench_{}", std::process::id());
