@@ -25,3 +25,4 @@ mod reliability_crash_recovery;
 mod reliability_restart;
 mod support;
 mod telegram_channel;
+mod telegram_emulator;
