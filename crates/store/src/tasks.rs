@@ -509,6 +509,37 @@ pub async fn finished_since(
     rows.iter().map(row_to_task).collect()
 }
 
+/// Tasks created with an idempotency key starting with `key_prefix` (e.g. `tg:` for Telegram)
+/// that are not finished (QUEUED, RUNNING, WAITING_APPROVAL), or that finished after
+/// `finished_since` (by `updated_at`), each with its key — so the channel can show their
+/// progress, and their final status, in the message that accepted them. Most recently changed
+/// first, at most `limit`.
+pub async fn active_or_finished_since_with_key_prefix(
+    db: &Db,
+    key_prefix: &str,
+    finished_since: Timestamp,
+    limit: i64,
+) -> Result<Vec<(Task, String)>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns_qualified!(),
+        ", k.key AS idempotency_key
+         FROM tasks JOIN idempotency_keys k ON k.task_id = tasks.task_id
+         WHERE k.key LIKE $1
+           AND (tasks.status IN ('QUEUED', 'RUNNING', 'WAITING_APPROVAL')
+                OR tasks.updated_at > $2)
+         ORDER BY tasks.updated_at DESC, tasks.task_id LIMIT $3"
+    ))
+    .bind(format!("{key_prefix}%"))
+    .bind(finished_since.as_millis())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row_to_task(row)?, row.try_get("idempotency_key")?)))
+        .collect()
+}
+
 /// How many tasks `user_id` created at or after `since`.
 pub async fn created_since(db: &Db, user_id: &Id, since: Timestamp) -> Result<i64> {
     let n: i64 =

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod ingress;
 pub mod outbox;
 pub mod outgoing;
+pub mod progress;
 pub mod ratelimit;
 pub mod render;
 #[cfg(feature = "testing")]

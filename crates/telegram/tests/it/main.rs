@@ -5,6 +5,7 @@ mod api_client;
 mod ingress_polling;
 mod ingress_webhook;
 mod outbox;
+mod progress;
 mod support;
 
 mod conversation_approvals;
