@@ -1,6 +1,7 @@
 //! Wiring of the Telegram channel (`crates/telegram`): the Bot API client, the conversation over
-//! the coordinator, ingress by long polling (default) or webhook, the outbox sender, and two
-//! relays — approvals awaiting an admin, and results of tasks started from Telegram.
+//! the coordinator, ingress by long polling (default) or webhook, the outbox sender, and the
+//! relays — approvals awaiting an admin, live progress (edits of each `/run`'s status message)
+//! and results of tasks started from Telegram.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +140,15 @@ async fn relay(
         if *stop.borrow() {
             return;
         }
+        // Before `org init` there is nothing to relay (and nobody to relay it to).
+        if !conversation
+            .coordinator()
+            .org_exists()
+            .await
+            .unwrap_or(false)
+        {
+            continue;
+        }
         let mut out = match conversation.pending_admin_notifications().await {
             Ok(out) => out,
             Err(e) => {
@@ -146,6 +156,10 @@ async fn relay(
                 Vec::new()
             }
         };
+        match telegram::progress::progress_edits(&conversation, &db, Timestamp::now()).await {
+            Ok(edits) => out.extend(edits),
+            Err(e) => tracing::warn!(error = %e, "telegram: cannot update progress messages"),
+        }
         let cursor = results_cursor(&db).await;
         let finished =
             match store::tasks::finished_since(&db, cursor, TELEGRAM_KEY_PREFIX, 200).await {

@@ -17,6 +17,9 @@ use super::Ingress;
 /// The lease that makes one process the poller.
 pub const LEASE: &str = "telegram.poller";
 
+/// The least time between two long polls that came back empty.
+const EMPTY_POLL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How the poller behaves.
 #[derive(Debug, Clone)]
 pub struct PollingConfig {
@@ -192,10 +195,19 @@ impl<H: Handler> Poller<'_, H> {
                     continue;
                 }
             };
+            let asked = tokio::time::Instant::now();
             let updates = tokio::select! {
                 r = self.api.get_updates(offset, self.config.timeout_secs) => r,
                 _ = shutdown.changed() => return,
             };
+            // A Bot API that answers an empty long poll at once (test emulators, proxies) must
+            // not turn this loop into a busy one.
+            if matches!(&updates, Ok(u) if u.is_empty())
+                && asked.elapsed() < EMPTY_POLL_PAUSE
+                && sleep_or_shutdown(EMPTY_POLL_PAUSE, shutdown).await
+            {
+                return;
+            }
             let updates = match updates {
                 Ok(u) => u,
                 Err(e) => {
