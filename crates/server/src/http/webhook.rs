@@ -14,7 +14,12 @@ use super::error::ApiError;
 /// runs in webhook mode.
 pub async fn telegram(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(webhook) = &state.telegram_webhook else {
-        return ApiError::not_found("route").into_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the Telegram webhook is not served: Telegram runs in polling mode or is off",
+        )
+        .into_response();
     };
     let secret = headers
         .get(telegram::ingress::webhook::SECRET_HEADER)
