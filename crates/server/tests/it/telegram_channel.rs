@@ -211,3 +211,66 @@ async fn kill_9_between_receiving_an_update_and_replying_loses_nothing() {
         "the update's effect happened once: {tasks:?}"
     );
 }
+
+/// A destructive command from chat waits for approval; the requester presses Approve; it runs
+/// and the result comes back. Another user's press on the same button changes nothing.
+#[tokio::test]
+async fn approval_buttons_in_chat_decide_like_the_api() {
+    let fake = FakeBotApi::start(TOKEN).await;
+    let server = Server::start_with(telegram_deployment(&fake)).await;
+    let org = server.org_init();
+    fake.push_update(text_update(
+        1,
+        ADMIN_TG,
+        &format!("/start {}", org.admin_link_code),
+    ));
+    delivered_containing(&fake, "Linked").await;
+
+    fake.push_update(text_update(
+        2,
+        ADMIN_TG,
+        "/run rm -rf build && echo cleaned",
+    ));
+    let request = delivered_containing(&fake, "apr_").await;
+    assert!(request.contains("rm -rf build"), "{request}");
+    let delivered = fake.delivered();
+    let (index, call) = delivered
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.body["text"].as_str().is_some_and(|t| t.contains("apr_")))
+        .expect("the approval request");
+    let buttons = &call.body["reply_markup"]["inline_keyboard"][0];
+    let approve = buttons
+        .as_array()
+        .and_then(|b| {
+            b.iter()
+                .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Approve")))
+        })
+        .and_then(|b| b["callback_data"].as_str())
+        .expect("an Approve button")
+        .to_owned();
+    // The fake numbers delivered messages from 1001 in order.
+    let message_id = 1001 + index as i64;
+
+    // A forged press by someone else: answered, nothing decided.
+    fake.push_update(telegram::testing::callback_update(
+        3, 7777, &approve, message_id,
+    ));
+    fake.wait_for_calls("answerCallbackQuery", 1, WITHIN).await;
+    let tasks = server.get("/v1/tasks", Some(&org.admin_token)).await;
+    assert_eq!(tasks.expect(200)["tasks"][0]["status"], "WAITING_APPROVAL");
+
+    // The requester's press approves; the task runs and the result arrives.
+    fake.push_update(telegram::testing::callback_update(
+        4, ADMIN_TG, &approve, message_id,
+    ));
+    let result = delivered_containing(&fake, "finished").await;
+    assert!(result.contains("cleaned"), "{result}");
+    let tasks = server.get("/v1/tasks", Some(&org.admin_token)).await;
+    let task = tasks.expect(200)["tasks"][0].clone();
+    assert_eq!(task["status"], "SUCCEEDED", "{task}");
+    assert!(
+        fake.calls_to("answerCallbackQuery").len() >= 2,
+        "every press is answered"
+    );
+}
