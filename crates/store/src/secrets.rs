@@ -417,15 +417,7 @@ pub async fn rotate(tx: &mut Tx, keyring: &Keyring) -> Result<Rotation> {
         reencrypted += 1;
     }
     let wrapped = DataKey::wrap(keyring, version, &bytes)?;
-    sqlx::query(
-        "INSERT INTO kv_state (key, value, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind(DATA_KEY)
-    .bind(wrapped)
-    .bind(Timestamp::now().as_millis())
-    .execute(&mut **tx)
-    .await?;
+    crate::kv::set(tx, DATA_KEY, &wrapped).await?;
     Ok(Rotation {
         reencrypted,
         key_version: version,

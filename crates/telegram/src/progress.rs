@@ -31,7 +31,7 @@ use store::{Db, StoreError};
 use crate::chat::Conversation;
 use crate::handler::HandleError;
 use crate::outgoing::{Action, Outgoing};
-use crate::render::{self, MAX_MESSAGE_UTF16, escape, status_label, utf16_len};
+use crate::render::{self, MAX_MESSAGE_UTF16, escape, utf16_len};
 
 /// The shortest time between two edits of one task's status message.
 pub const EDIT_EVERY: Duration = Duration::from_secs(3);
@@ -274,14 +274,7 @@ async fn save(db: &Db, edits: &[Outgoing], shown: &[(Id, Shown)]) -> Result<(), 
 /// command, the environment, the last lines of output in `<pre>`, and for a finished task its
 /// exit code or error. Escaped, within Telegram's limit.
 pub fn status_message(task: &Task, tail: &str) -> String {
-    let mut head = format!(
-        "Task <code>{}</code>: {}",
-        escape(task.task_id.as_str()),
-        status_label(task.status)
-    );
-    if let Some(tier) = task.risk_tier {
-        let _ = write!(head, " · {tier}");
-    }
+    let mut head = render::task_headline(task);
     if let Some(result) = &task.result {
         let _ = write!(head, " · exit code <b>{}</b>", result.exit_code);
     }

@@ -158,11 +158,9 @@ fn single_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The reply to a task just accepted: its id, status and tier, and why when it failed at once.
-pub fn task_accepted(task: &Task) -> String {
-    let mut html = String::new();
-    let _ = write!(
-        html,
+/// `Task <code>ID</code>: STATUS · TIER`, the first line of every message about a task.
+pub fn task_headline(task: &Task) -> String {
+    let mut html = format!(
         "Task <code>{}</code>: {}",
         escape(task.task_id.as_str()),
         status_label(task.status)
@@ -170,6 +168,12 @@ pub fn task_accepted(task: &Task) -> String {
     if let Some(tier) = task.risk_tier {
         let _ = write!(html, " · {tier}");
     }
+    html
+}
+
+/// The reply to a task just accepted: its id, status and tier, and why when it failed at once.
+pub fn task_accepted(task: &Task) -> String {
+    let mut html = task_headline(task);
     if let Some(env) = &task.environment {
         let _ = write!(html, "\nEnvironment: <code>{}</code>", escape(env));
     }
