@@ -44,6 +44,9 @@ pub enum Processed {
     HandlerFailed,
 }
 
+/// Most webhook updates handled at once in one process.
+const WEBHOOK_HANDLERS: usize = 64;
+
 /// Receives updates for one handler. Cheap to clone.
 pub struct Ingress<H> {
     inner: Arc<Inner<H>>,
@@ -54,6 +57,9 @@ struct Inner<H> {
     handler: H,
     wake: Arc<Notify>,
     locks: std::sync::Mutex<HashMap<i64, Weak<tokio::sync::Mutex<()>>>>,
+    /// Bounds the webhook's handlers running at once; an update that finds no slot stays
+    /// recorded and is handled by the redelivery loop.
+    webhook_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl<H> Clone for Ingress<H> {
@@ -80,6 +86,7 @@ impl<H: Handler> Ingress<H> {
                 handler,
                 wake,
                 locks: std::sync::Mutex::new(HashMap::new()),
+                webhook_slots: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_HANDLERS)),
             }),
         }
     }

@@ -5,9 +5,10 @@
 //!
 //! The body size limit is the server's (1 MiB for every route).
 
-use crate::handler::Handler;
+use std::sync::Arc;
 
 use super::Ingress;
+use crate::handler::Handler;
 
 /// The header Telegram puts the webhook secret in.
 pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
@@ -75,12 +76,22 @@ impl<H: Handler> Ingress<H> {
         };
         match self.record(&raw).await {
             Ok(Some(update)) => {
+                // Bounded: under a flood, updates without a slot stay recorded and are handled
+                // by the redelivery loop instead of piling up tasks here.
+                let Ok(slot) = Arc::clone(&self.inner.webhook_slots).try_acquire_owned() else {
+                    tracing::warn!(
+                        update_id = update.update_id,
+                        "telegram: webhook handlers busy; the update waits for redelivery"
+                    );
+                    return WebhookOutcome::Accepted;
+                };
                 let this = self.clone();
                 tokio::spawn(async move {
                     let id = update.update_id;
                     if let Err(e) = this.handle_recorded(update).await {
                         tracing::warn!(update_id = id, error = %e, "telegram: handling a webhook update failed; will retry");
                     }
+                    drop(slot);
                 });
                 WebhookOutcome::Accepted
             }
