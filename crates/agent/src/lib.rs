@@ -8,6 +8,7 @@
 //! `docs/reliability.md` and implemented in [`manager::recovery`]. The agent loop (LLM planning
 //! with tools) joins this crate in a later wave.
 
+pub mod llm;
 pub mod manager;
 
 pub use manager::{ExecutionManager, ManagerConfig};

@@ -2,5 +2,8 @@
 //! with `AGENTICAI_TEST_DATABASE=postgres`). The sandbox itself is exercised in `executor`'s
 //! tests and end to end in `server`'s.
 
+mod llm_anthropic;
+mod llm_common;
+mod llm_openai;
 mod recovery_contract;
 mod support;
