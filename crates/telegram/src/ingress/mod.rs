@@ -10,6 +10,7 @@
 //!   processes by the conditional "mark processed" (only one transaction enqueues replies).
 
 pub mod polling;
+mod recorder;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ struct Inner<H> {
     /// Bounds the webhook's handlers running at once; an update that finds no slot stays
     /// recorded and is handled by the redelivery loop.
     webhook_slots: Arc<tokio::sync::Semaphore>,
+    /// Stores updates with group commit.
+    recorder: recorder::Recorder,
 }
 
 impl<H> Clone for Ingress<H> {
@@ -79,9 +82,11 @@ impl<H> std::fmt::Debug for Ingress<H> {
 impl<H: Handler> Ingress<H> {
     /// An ingress that records updates in `db`, hands them to `handler`, and notifies `wake`
     /// (the outbox [`Sender`](crate::outbox::Sender)'s) when replies were enqueued.
+    /// Starts its recording task on the current Tokio runtime, so call it from inside one.
     pub fn new(db: Db, handler: H, wake: Arc<Notify>) -> Ingress<H> {
         Ingress {
             inner: Arc::new(Inner {
+                recorder: recorder::Recorder::start(db.clone()),
                 db,
                 handler,
                 wake,
@@ -120,9 +125,10 @@ impl<H: Handler> Ingress<H> {
                 return Ok(None);
             }
         };
-        let mut tx = self.inner.db.begin().await?;
-        store::telegram::record_update(&mut tx, update.update_id, &raw.to_string()).await?;
-        tx.commit().await?;
+        self.inner
+            .recorder
+            .record(update.update_id, raw.to_string())
+            .await?;
         Ok(Some(update))
     }
 
