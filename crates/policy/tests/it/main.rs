@@ -6,3 +6,4 @@ mod decision_environment;
 mod decision_layers;
 mod decision_properties;
 mod normalize_cases;
+mod scan_corpus;
