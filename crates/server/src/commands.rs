@@ -131,6 +131,32 @@ pub async fn policy_explain(
     }
 }
 
+/// The most `agenticai policy scan` reads from stdin.
+pub const SCAN_MAX_INPUT: u64 = 1024 * 1024;
+
+/// `agenticai policy scan`: scans stdin as untrusted input (tool output), prints
+/// `{"flagged":bool,"reasons":[…]}` and exits 0 whatever it found. Input over 1 MiB is refused
+/// (exit 2) rather than scanned in part; bytes that are not UTF-8 are scanned as U+FFFD.
+pub fn policy_scan(input: impl std::io::Read) -> Result<ExitCode, Failure> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    input
+        .take(SCAN_MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if bytes.len() as u64 > SCAN_MAX_INPUT {
+        return Err(Failure {
+            message: format!(
+                "input too large: `policy scan` reads at most {SCAN_MAX_INPUT} bytes (1 MiB) from stdin"
+            ),
+            code: 2,
+        });
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let report = policy::scan::scan(&text, policy::scan::Source::ToolOutput);
+    print_json(&serde_json::json!({"flagged": report.flagged, "reasons": report.reasons}))
+}
+
 /// A contract command whose capability arrives in a later wave: a clear refusal, exit 2.
 pub fn not_yet(command: &str, arrives_with: &str) -> Result<ExitCode, Failure> {
     Err(Failure {

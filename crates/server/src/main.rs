@@ -86,7 +86,7 @@ async fn dispatch(command: Command, settings: &Settings) -> Result<ExitCode, Fai
         Command::Policy(PolicyCommand::Explain(args)) => {
             commands::policy_explain(settings, &args).await
         }
-        Command::Policy(PolicyCommand::Scan) => commands::not_yet("policy scan", "the agent loop"),
+        Command::Policy(PolicyCommand::Scan) => commands::policy_scan(std::io::stdin().lock()),
         Command::Chat => commands::not_yet("chat", "the agent loop"),
     }
 }
