@@ -55,6 +55,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let server = tokio::spawn(server.into_future());
     let workers = manager.map(|m| tokio::spawn(m.run(stop_rx.clone(), settings.shutdown_grace)));
     let expiry = background::spawn_approval_expiry(services.coord.clone(), stop_rx.clone());
+    let wal = background::spawn_checkpointer(services.db.clone(), stop_rx.clone());
     let checkpointer = audit_cmd::spawn_checkpointer(
         services.db.clone(),
         services.objects.clone(),
@@ -77,6 +78,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         tracing::warn!(error = %e, "execution manager task failed");
     }
     let _ = expiry.await;
+    let _ = wal.await;
     for task in channel.map(|c| c.tasks).unwrap_or_default() {
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "a Telegram task failed");

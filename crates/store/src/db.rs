@@ -114,6 +114,10 @@ impl Db {
                         Box::pin(async move {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            // A serving process checkpoints in the background
+                            // (`Db::checkpoint`), so commits rarely pay for one; this is
+                            // the backstop for processes that do not (CLI, tests).
+                            conn.execute("PRAGMA wal_autocheckpoint = 8000").await?;
                             Ok(())
                         })
                     })
@@ -136,6 +140,18 @@ impl Db {
             dialect,
             writer,
         })
+    }
+
+    /// Moves what the write-ahead log holds into the database file without blocking writers
+    /// (SQLite `PRAGMA wal_checkpoint(PASSIVE)`; nothing on Postgres). A serving process calls
+    /// it a few times a second, so that commits do not pay for checkpoints.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Which database this is.
