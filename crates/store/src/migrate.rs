@@ -15,12 +15,20 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Add new ones at the end; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "tasks_updated_index",
+        sqlite: include_str!("../migrations/sqlite/0002_tasks_updated_index.sql"),
+        postgres: include_str!("../migrations/postgres/0002_tasks_updated_index.sql"),
+    },
+];
 
 /// Advisory-lock key under which Postgres migrators queue up.
 const PG_MIGRATION_LOCK: i64 = 0x4147_454e_5449_4341;
