@@ -4,7 +4,9 @@
 //! approvals while `l3_requires_admin` is on, are decided by an admin other than the requester
 //! (the requester then gets 403). A member deciding anyone else's approval gets 404, audited.
 
-use domain::{Approval, ApprovalDecision, Id, RiskTier, Role, TaskError, TaskStatus, User};
+use domain::{
+    Approval, ApprovalDecision, Id, RiskTier, Role, TaskError, TaskKind, TaskStatus, User,
+};
 use store::approvals::{self, ApprovalFilter};
 use store::audit::{self, NewAuditEvent};
 use store::tasks::{self as task_store, StatusChange};
@@ -52,7 +54,8 @@ impl Coordinator {
 
     /// Records `user`'s decision (APPROVE or DENY). The same decision again by the same decider
     /// returns the approval unchanged; a different one, or any after expiry, is a conflict.
-    /// APPROVE queues the task; DENY fails it with `approval_denied`.
+    /// APPROVE queues the task; DENY fails a command task with `approval_denied` and queues an
+    /// agent task again, whose model then hears the refusal.
     pub async fn decide_approval(
         &self,
         user: &User,
@@ -122,8 +125,19 @@ impl Coordinator {
             .task(&approval.task_id),
         )
         .await?;
+        let agent_task = task_store::get_in(&mut tx, &approval.task_id)
+            .await?
+            .is_some_and(|t| t.kind == TaskKind::Agent);
         let (to, change) = match decision {
             ApprovalDecision::Approve => (TaskStatus::Queued, StatusChange::default()),
+            // The agent hears the refusal as its tool's result and goes on from there.
+            _ if agent_task => (
+                TaskStatus::Queued,
+                StatusChange {
+                    reason: Some("approval_denied".to_owned()),
+                    ..StatusChange::default()
+                },
+            ),
             _ => (
                 TaskStatus::Failed,
                 StatusChange {

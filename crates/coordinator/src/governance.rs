@@ -10,7 +10,7 @@ use store::{Tx, users};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
-use crate::gate::{Explanation, Subject};
+use policy::gate::{Explanation, Subject};
 use crate::identity::Actor;
 
 /// An emergency control (CONTRACT.md `POST /v1/org/emergency`).
@@ -219,22 +219,10 @@ impl Coordinator {
                 let user = users::get(&self.db, id)
                     .await?
                     .ok_or(CoordError::NotFound("user"))?;
-                Subject {
-                    role: user.role,
-                    bypass: user.bypass,
-                    tainted: false,
-                }
+                Subject::direct(user.role, user.bypass)
             }
-            (Actor::User(caller), None) => Subject {
-                role: caller.role,
-                bypass: caller.bypass,
-                tainted: false,
-            },
-            (Actor::Operator, None) => Subject {
-                role: Role::Member,
-                bypass: BypassMode::Off,
-                tainted: false,
-            },
+            (Actor::User(caller), None) => Subject::direct(caller.role, caller.bypass),
+            (Actor::Operator, None) => Subject::direct(Role::Member, BypassMode::Off),
         };
         Ok(self
             .gate(subject, command, environment)

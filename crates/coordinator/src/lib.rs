@@ -23,7 +23,7 @@ pub use environments::{
     EnvironmentSpec, is_environment_name, is_secret_name, normalize_egress, validate_environment,
 };
 pub use error::{CoordError, Result};
-pub use gate::Explanation;
+pub use policy::gate::Explanation;
 pub use governance::{Emergency, EmergencyOutcome};
 pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;

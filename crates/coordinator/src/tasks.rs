@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use domain::{
-    Approval, Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskError, TaskInput, TaskStatus, Timestamp,
+    Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskError, TaskInput, TaskStatus, Timestamp,
     User,
 };
 use policy::decision::Verdict;
@@ -15,7 +15,7 @@ use store::tasks::{self as task_store, StatusChange, TaskFilter, TaskRecord};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
-use crate::gate::{Gated, Subject};
+use policy::gate::{Gated, Subject};
 use crate::page::Page;
 
 /// How long an `Idempotency-Key` is remembered.
@@ -97,17 +97,13 @@ impl Coordinator {
         let now = Timestamp::now();
         let record = match &request.input {
             TaskInput::Command(command) => {
-                let subject = Subject {
-                    role: user.role,
-                    bypass: user.bypass,
-                    tainted: false,
-                };
+                let subject = Subject::direct(user.role, user.bypass);
                 let gated = self
                     .gate(subject, command, request.environment.as_deref())
                     .await?;
                 decided_record(task_id, user, gated, now)?
             }
-            TaskInput::Prompt(_) => {
+            TaskInput::Prompt(prompt) => {
                 if let Some(env) = &request.environment
                     && store::environments::grants(&self.db, env).await?.is_none()
                 {
@@ -116,13 +112,18 @@ impl Coordinator {
                         format!("there is no environment named {env:?}"),
                     ));
                 }
-                TaskRecord::undecided(Task::queued(
+                let report = policy::scan::scan(prompt, policy::scan::Source::UserMessage);
+                let mut record = TaskRecord::undecided(Task::queued(
                     task_id,
                     user.user_id.clone(),
-                    request.input,
+                    request.input.clone(),
                     request.environment,
                     now,
-                ))
+                ));
+                if report.flagged {
+                    refuse_flagged(&mut record, &report);
+                }
+                record
             }
         };
         let task = record.task.clone();
@@ -270,37 +271,19 @@ fn decided_record(task_id: Id, user: &User, gated: Gated, now: Timestamp) -> Res
             None
         }
         Verdict::RequireApproval => {
-            let org_ttl = gated.approval_ttl;
             let approval_id = Id::generate(IdKind::Approval)
                 .map_err(|e| CoordError::Internal(format!("no randomness: {e}")))?;
-            let (egress, secrets) = gated
-                .grants
-                .as_ref()
-                .map(|g| (g.egress.clone(), g.secrets.clone()))
-                .unwrap_or_default();
             task.status = TaskStatus::WaitingApproval;
             task.approval_id = Some(approval_id.clone());
             Some(NewApproval {
-                action_hash: policy::binding::action_hash(
-                    &gated.action,
-                    task.environment.as_deref(),
-                    &egress,
-                    &secrets,
-                ),
-                grants: serde_json::json!({"egress": egress, "secrets": secrets}),
-                approval: Approval {
+                action_hash: gated.action_hash(),
+                grants: gated.grants_json(),
+                approval: gated.approval(
                     approval_id,
-                    task_id: task.task_id.clone(),
-                    requested_by: user.user_id.clone(),
-                    risk_tier: gated.classification.tier,
-                    action: gated.action.clone(),
-                    environment: task.environment.clone(),
-                    rationale: gated.rationale(),
-                    decision: None,
-                    decided_by: None,
-                    created_at: now,
-                    expires_at: now.plus(org_ttl),
-                },
+                    task.task_id.clone(),
+                    user.user_id.clone(),
+                    now,
+                ),
             })
         }
     };
@@ -308,7 +291,28 @@ fn decided_record(task_id: Id, user: &User, gated: Gated, now: Timestamp) -> Res
         task,
         decision,
         approval,
+        flagged: None,
     })
+}
+
+/// A prompt the injection scanner flagged is not planned: the task is FAILED at once with
+/// `input_flagged` and the findings are audited (`input.flagged`).
+fn refuse_flagged(record: &mut TaskRecord, report: &policy::scan::ScanReport) {
+    record.task.status = TaskStatus::Failed;
+    record.task.error = Some(TaskError {
+        code: "input_flagged".to_owned(),
+        message: format!(
+            "this message looks like an attempt to override the agent's instructions, so it was \
+             not sent to the model ({}). If it was innocent, rephrase it; to run an exact \
+             command, create a command task (`/run` in Telegram).",
+            report.reasons.join("; ")
+        ),
+    });
+    record.flagged = Some(serde_json::json!({
+        "source": "user_message",
+        "reasons": report.reasons,
+        "categories": report.categories,
+    }));
 }
 
 /// Owners and admins see a task.

@@ -18,7 +18,7 @@ pub use audit::AuditEvent;
 pub use enums::{ApprovalDecision, BypassMode, PolicySource, RiskTier, Role};
 pub use event::TaskEvent;
 pub use id::{Id, IdError, IdKind, random_string};
-pub use policy::{Approval, OrgPolicy};
+pub use policy::{Approval, EnvironmentGrants, OrgPolicy};
 pub use status::{TaskStatus, TransitionError};
 pub use task::{Task, TaskError, TaskInput, TaskKind, TaskResult};
 pub use time::Timestamp;

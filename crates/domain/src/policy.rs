@@ -78,3 +78,21 @@ pub struct Approval {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+/// An environment as the decision sees it: the grants it would give the task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentGrants {
+    /// The environment's name, as admins defined it.
+    pub name: String,
+    /// Hosts (`host[:port]`) the task may reach through the egress proxy.
+    pub egress: Vec<String>,
+    /// Names of the secrets injected into the sandbox. Names only: a value never comes here.
+    pub secrets: Vec<String>,
+}
+
+impl EnvironmentGrants {
+    /// Whether the environment injects any secret into the sandbox.
+    pub fn grants_secrets(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+}

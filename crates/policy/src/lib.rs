@@ -8,9 +8,12 @@
 //!   chat-template tokens, hidden characters, exfiltration, encoded payloads).
 //! - [`decision`]: the layered decision (SYSTEM_ENFORCED, ORG_DEFAULT, USER_OVERRIDE) over a tier
 //!   and its context: allow, ask a human, or deny. Deny by default; errors fail closed.
+//! - [`gate`]: normalise + classify + decide, the one entry point for "what happens to this
+//!   command" (task creation, `policy explain`, the agent's shell tool).
 
 pub mod binding;
 pub mod classify;
 pub mod decision;
+pub mod gate;
 pub mod normalize;
 pub mod scan;

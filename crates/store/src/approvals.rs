@@ -7,6 +7,7 @@ use domain::{Approval, ApprovalDecision, Id, RiskTier, Timestamp};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::NewAuditEvent;
 use crate::db::{Db, Tx};
 use crate::error::Result;
 use crate::rows;
@@ -72,6 +73,33 @@ pub async fn insert_many(tx: &mut Tx, approvals: &[&NewApproval]) -> Result<()> 
             .bind(a.expires_at.as_millis());
     }
     insert.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The audit event recording that `new` was asked for (`approval.created`, by its requester).
+pub fn created_event(new: &NewApproval) -> NewAuditEvent<'_> {
+    let a = &new.approval;
+    NewAuditEvent::new(
+        "approval.created",
+        serde_json::json!({
+            "approval_id": a.approval_id,
+            "risk_tier": a.risk_tier,
+            "action": a.action,
+            "environment": a.environment,
+            "grants": new.grants,
+            "action_hash": new.action_hash,
+            "rationale": a.rationale,
+            "expires_at": a.expires_at,
+        }),
+    )
+    .actor(&a.requested_by)
+    .task(&a.task_id)
+}
+
+/// Stores one approval and audits it (`approval.created`) inside `tx`.
+pub async fn ask(tx: &mut Tx, new: &NewApproval) -> Result<()> {
+    insert_many(tx, &[new]).await?;
+    crate::audit::append(tx, created_event(new)).await?;
     Ok(())
 }
 

@@ -5,12 +5,7 @@ use crate::error::{Result, StoreError};
 use domain::Timestamp;
 
 /// What an environment grants: egress hosts and secret names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grants {
-    pub name: String,
-    pub egress: Vec<String>,
-    pub secrets: Vec<String>,
-}
+pub use domain::EnvironmentGrants as Grants;
 
 /// An environment as stored (CONTRACT.md "Environment").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

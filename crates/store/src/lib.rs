@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod objects;
 
+pub mod agent_transcripts;
 pub mod approvals;
 pub mod audit;
 pub mod audit_checkpoint;

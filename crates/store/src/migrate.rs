@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_tasks_updated_index.sql"),
         postgres: include_str!("../migrations/postgres/0002_tasks_updated_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "agent_transcripts",
+        sqlite: include_str!("../migrations/sqlite/0003_agent_transcripts.sql"),
+        postgres: include_str!("../migrations/postgres/0003_agent_transcripts.sql"),
+    },
 ];
 
 /// Advisory-lock key under which Postgres migrators queue up.

@@ -88,6 +88,9 @@ pub struct TaskRecord {
     pub decision: Option<serde_json::Value>,
     /// The approval it waits for, when the decision asked a human.
     pub approval: Option<NewApproval>,
+    /// The injection scanner's findings on a prompt that was refused (audited as
+    /// `input.flagged`).
+    pub flagged: Option<serde_json::Value>,
 }
 
 impl TaskRecord {
@@ -97,6 +100,7 @@ impl TaskRecord {
             task,
             decision: None,
             approval: None,
+            flagged: None,
         }
     }
 }
@@ -143,6 +147,7 @@ pub async fn insert_many(tx: &mut Tx, records: &[TaskRecord]) -> Result<()> {
         task,
         decision,
         approval,
+        flagged,
     } in records
     {
         events.push(
@@ -159,6 +164,13 @@ pub async fn insert_many(tx: &mut Tx, records: &[TaskRecord]) -> Result<()> {
             .actor(&task.user_id)
             .task(&task.task_id),
         );
+        if let Some(findings) = flagged {
+            events.push(
+                NewAuditEvent::new("input.flagged", findings.clone())
+                    .actor(&task.user_id)
+                    .task(&task.task_id),
+            );
+        }
         if let Some(decision) = decision {
             events.push(
                 NewAuditEvent::new("action.decided", decision.clone())
@@ -167,24 +179,7 @@ pub async fn insert_many(tx: &mut Tx, records: &[TaskRecord]) -> Result<()> {
             );
         }
         if let Some(new) = approval {
-            let a = &new.approval;
-            events.push(
-                NewAuditEvent::new(
-                    "approval.created",
-                    serde_json::json!({
-                        "approval_id": a.approval_id,
-                        "risk_tier": a.risk_tier,
-                        "action": a.action,
-                        "environment": a.environment,
-                        "grants": new.grants,
-                        "action_hash": new.action_hash,
-                        "rationale": a.rationale,
-                        "expires_at": a.expires_at,
-                    }),
-                )
-                .actor(&task.user_id)
-                .task(&task.task_id),
-            );
+            events.push(approvals::created_event(new));
         }
     }
     audit::append_many(tx, events).await?;
@@ -537,6 +532,58 @@ pub async fn active_or_finished_since_with_key_prefix(
     .await?;
     rows.iter()
         .map(|row| Ok((row_to_task(row)?, row.try_get("idempotency_key")?)))
+        .collect()
+}
+
+/// Records an agent task's latest action inside `tx`: its tier raises the task's `risk_tier`
+/// (the highest among the actions taken so far), and `approval_id` (when the action waits for
+/// one) becomes the task's approval.
+pub async fn record_agent_action(
+    tx: &mut Tx,
+    task_id: &Id,
+    tier: RiskTier,
+    approval_id: Option<&Id>,
+) -> Result<()> {
+    let current = get_in(tx, task_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("task".to_owned()))?;
+    let highest = current.risk_tier.map_or(tier, |t| t.max(tier));
+    sqlx::query(
+        "UPDATE tasks SET risk_tier = $1, approval_id = COALESCE($2, approval_id)
+         WHERE task_id = $3",
+    )
+    .bind(highest.as_str())
+    .bind(approval_id.map(Id::as_str))
+    .bind(task_id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `user_id`'s finished agent tasks created before `before`, newest first, at most `limit`,
+/// each with whether untrusted content entered it: the conversation's earlier turns.
+pub async fn recent_agent_turns(
+    db: &Db,
+    user_id: &Id,
+    before: Timestamp,
+    limit: i64,
+) -> Result<Vec<(Task, bool)>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        task_columns_qualified!(),
+        ", COALESCE(a.tainted, 0) AS tainted
+         FROM tasks LEFT JOIN agent_transcripts a ON a.task_id = tasks.task_id
+         WHERE tasks.user_id = $1 AND tasks.kind = 'agent' AND tasks.created_at < $2
+           AND tasks.status IN ('SUCCEEDED', 'FAILED', 'CANCELED', 'TIMED_OUT')
+         ORDER BY tasks.created_at DESC, tasks.task_id DESC LIMIT $3"
+    ))
+    .bind(user_id.as_str())
+    .bind(before.as_millis())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row_to_task(row)?, row.try_get::<i64, _>("tainted")? != 0)))
         .collect()
 }
 

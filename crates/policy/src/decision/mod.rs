@@ -65,27 +65,10 @@ mod rationale;
 
 use serde::Serialize;
 
+pub use domain::EnvironmentGrants;
 use domain::{BypassMode, OrgPolicy, PolicySource, RiskTier, Role};
 
 pub use engine::{PolicyLoadError, check_shipped_policies};
-
-/// An environment as the decision sees it: the grants it would give the task.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct EnvironmentGrants {
-    /// The environment's name, as admins defined it.
-    pub name: String,
-    /// Hosts (`host[:port]`) the task may reach through the egress proxy.
-    pub egress: Vec<String>,
-    /// Names of the secrets injected into the sandbox. Names only: a value never comes here.
-    pub secrets: Vec<String>,
-}
-
-impl EnvironmentGrants {
-    /// Whether the environment injects any secret into the sandbox.
-    pub fn grants_secrets(&self) -> bool {
-        !self.secrets.is_empty()
-    }
-}
 
 /// Everything one decision looks at.
 #[derive(Debug, Clone, Copy)]
