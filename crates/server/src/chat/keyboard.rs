@@ -44,10 +44,12 @@ impl Keyboard {
         })
     }
 
-    /// The next input: a queued one first, else the next one read.
+    /// The next input: a queued one first, else the next one read ([`Input::Eof`] once input
+    /// has ended).
     pub async fn next(&mut self) -> Input {
         match self.queued.pop_front() {
             Some(input) => input,
+            None if self.closed => Input::Eof,
             None => self.read().await,
         }
     }

@@ -2,6 +2,7 @@
 //! server (its model a fake LLM server), whose steps, commands, approvals and answers the chat
 //! prints; its own `/` commands; and clear failures without a token or a server.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent::llm::WireFormat;
@@ -245,6 +246,157 @@ async fn chat_local_commands_stay_local_and_quit_leaves() {
         .expect(200)
         .clone();
     assert_eq!(tasks["tasks"], json!([]), "{tasks}");
+}
+
+/// What the scripted API of [`chat_resumes_a_broken_stream_where_it_stopped`] saw.
+#[derive(Default)]
+struct Seen {
+    /// `Last-Event-ID` of each events request, in order.
+    resumed_after: Vec<Option<String>>,
+    /// Whether `POST /v1/tasks` carried an `Idempotency-Key`.
+    idempotency_key: bool,
+    /// The decision bodies.
+    decisions: Vec<Value>,
+}
+
+/// A scripted API server: one agent task whose first event stream breaks off mid-frame right
+/// after an approval request; the second stream (which must resume after event 3) finishes it.
+async fn scripted_api(seen: Arc<Mutex<Seen>>) -> String {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::routing::{get, post};
+
+    fn task(status: &str, result: Value) -> Value {
+        json!({"task_id": "tsk_scripted", "user_id": "usr_a", "kind": "agent",
+               "input": "make x", "environment": null, "status": status, "risk_tier": null,
+               "approval_id": null, "created_at": "2025-01-01T00:00:00Z",
+               "updated_at": "2025-01-01T00:00:00Z", "result": result, "error": null})
+    }
+    fn event(seq: i64, kind: &str, data: Value) -> String {
+        let event = json!({"task_id": "tsk_scripted", "seq": seq,
+                           "at": "2025-01-01T00:00:00Z", "kind": kind, "data": data});
+        format!("id: {seq}\r\nevent: {kind}\r\ndata: {event}\r\n\r\n")
+    }
+    let sse = |body: String| {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            body,
+        )
+    };
+    let first = format!(
+        "event: task\ndata: {}\n\n{}{}: keep-alive\n\n{}id: 4\nevent: tool_res",
+        task("RUNNING", Value::Null),
+        event(1, "plan", json!({"step": 1, "text": "I will create x."})),
+        event(
+            2,
+            "tool_call",
+            json!({"step": 1, "tool": "shell", "command": "touch /workspace/x",
+                   "risk_tier": "L1_MUTATING", "verdict": "REQUIRE_APPROVAL",
+                   "rationale": "creates a file"})
+        ),
+        event(
+            3,
+            "approval",
+            json!({"approval_id": "apr_scripted", "action": "touch /workspace/x",
+                   "risk_tier": "L1_MUTATING", "environment": null,
+                   "rationale": "creates a file"})
+        ),
+    );
+    let done = task(
+        "SUCCEEDED",
+        json!({"exit_code": 0, "output": "Created x.", "truncated": false}),
+    );
+    let second = format!(
+        "event: task\ndata: {}\n\n{}{}{}event: task\ndata: {done}\n\n",
+        task("RUNNING", Value::Null),
+        event(
+            4,
+            "tool_result",
+            json!({"step": 1, "tool": "shell", "exit_code": 0, "denied": false,
+                   "error": null, "flagged": false, "reasons": []})
+        ),
+        event(5, "output", json!({"text": "no newline at the end"})),
+        event(6, "answer", json!({"text": "Created x."})),
+    );
+    let (events_seen, tasks_seen, decisions_seen) =
+        (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
+    let app = axum::Router::new()
+        .route(
+            "/v1/tasks",
+            get(|| async { axum::Json(json!({"tasks": []})) }).post(
+                move |headers: HeaderMap| async move {
+                    tasks_seen.lock().expect("seen").idempotency_key =
+                        headers.contains_key("idempotency-key");
+                    (
+                        StatusCode::ACCEPTED,
+                        axum::Json(task("QUEUED", Value::Null)),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/v1/tasks/tsk_scripted/events",
+            get(move |headers: HeaderMap| async move {
+                let mut seen = events_seen.lock().expect("seen");
+                let after = headers
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                seen.resumed_after.push(after);
+                sse(if seen.resumed_after.len() == 1 {
+                    first
+                } else {
+                    second
+                })
+            }),
+        )
+        .route(
+            "/v1/approvals/apr_scripted/decision",
+            post(move |axum::Json(body): axum::Json<Value>| async move {
+                decisions_seen.lock().expect("seen").decisions.push(body);
+                axum::Json(json!({"approval_id": "apr_scripted"}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the scripted API");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A stream that breaks off before the task is over is resumed with `Last-Event-ID`: nothing is
+/// shown twice, the approval asked on the first connection is decided, and the task's end and
+/// answer come on the second.
+#[tokio::test]
+async fn chat_resumes_a_broken_stream_where_it_stopped() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let url = scripted_api(Arc::clone(&seen)).await;
+    let dep = Deployment::new();
+    let run = chat(&dep, &url, Some("any-token"), "make x\nyes\n").await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(task_id(&run), "tsk_scripted");
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.resumed_after, [None, Some("3".to_owned())], "{run}");
+    assert!(seen.idempotency_key, "no Idempotency-Key");
+    assert_eq!(seen.decisions, [json!({"decision": "APPROVE"})], "{run}");
+    assert_eq!(run.stdout.matches("? approval needed").count(), 1, "{run}");
+    assert_eq!(
+        run.stdout.matches("• plan: I will create x.").count(),
+        1,
+        "{run}"
+    );
+    assert_eq!(run.stdout.matches("Created x.").count(), 1, "{run}");
+    for shown in [
+        "$ touch /workspace/x  [L1_MUTATING, REQUIRE_APPROVAL]",
+        "✓ approved apr_scripted",
+        "    → exit 0",
+        "    no newline at the end\nagent: Created x.",
+    ] {
+        assert!(run.stdout.contains(shown), "{shown:?} not shown: {run}");
+    }
 }
 
 /// Without a token: exit 2 and a message that says which setting is missing.
