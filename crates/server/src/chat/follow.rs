@@ -98,7 +98,10 @@ impl Session {
                 .into());
             }
             let pause = FIRST_BACKOFF * 2u32.pow(failures - 1);
-            tracing::debug!(%error, ?pause, "reconnecting to the task's events");
+            self.warn(&format!(
+                "{error}; following task {task_id} again in {}",
+                humantime::format_duration(pause)
+            ))?;
             tokio::time::sleep(pause).await;
         }
     }
