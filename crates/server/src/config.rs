@@ -9,6 +9,7 @@
 //! Errors are for the operator at startup: each names the setting in both of its forms
 //! (`AGENTICAI_LISTEN (listen): …`) and never quotes the value of a secret.
 
+use agent::planner::AgentLimits;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -103,6 +104,16 @@ pub const SETTINGS: &[SettingInfo] = &[
         "provider API key (required for anthropic)"),
     setting("llm_model", "AGENTICAI_LLM_MODEL", None, false,
         "model name (required when a provider is set)"),
+    setting("agent_max_steps", "AGENTICAI_AGENT_MAX_STEPS", Some("20"), false,
+        "model calls one agent task may make (1-200); then it fails with step_limit"),
+    setting("agent_max_tokens", "AGENTICAI_AGENT_MAX_TOKENS", Some("200000"), false,
+        "tokens (prompt and completion) one agent task may use; then it fails with token_limit"),
+    setting("agent_time_limit", "AGENTICAI_AGENT_TIME_LIMIT", Some("15m"), false,
+        "time one agent task may spend working (waiting for approval does not count); then it fails with time_limit"),
+    setting("agent_tokens_per_day", "AGENTICAI_AGENT_TOKENS_PER_DAY", Some("2000000"), false,
+        "tokens one user's agent tasks may use in 24 hours (0: no limit); then tasks fail with daily_token_limit"),
+    setting("agent_context_tokens", "AGENTICAI_AGENT_CONTEXT_TOKENS", Some("4000"), false,
+        "tokens of earlier conversation turns sent with a new request (0: none)"),
     setting("features", "AGENTICAI_FEATURES", Some("all"), false,
         "comma list of capabilities; -NAME switches one off, e.g. -agent,-browser"),
     setting("url", "AGENTICAI_URL", Some("http://127.0.0.1:8080"), false,
@@ -619,6 +630,8 @@ pub struct Settings {
     pub llm_api_key: Option<Secret>,
     /// Model name; set whenever a provider is (`AGENTICAI_LLM_MODEL`).
     pub llm_model: Option<String>,
+    /// Limits of the agent loop (`AGENTICAI_AGENT_*`).
+    pub agent_limits: AgentLimits,
     /// Capabilities switched on (`AGENTICAI_FEATURES`).
     pub features: Features,
     /// Client commands: the server's URL, without trailing `/` (`AGENTICAI_URL`).
@@ -1196,6 +1209,36 @@ fn parse_checkpoint_every(s: &str) -> Result<u64, String> {
     }
 }
 
+/// The agent loop's limits (`AGENTICAI_AGENT_*`).
+fn resolve_agent_limits(r: &mut Resolver) -> Result<AgentLimits, ConfigError> {
+    let defaults = AgentLimits::default();
+    Ok(AgentLimits {
+        max_steps: r.req("agent_max_steps", |s| parse_count(s, 1, 200), show)? as u32,
+        max_task_tokens: r.req(
+            "agent_max_tokens",
+            |s| parse_count(s, 1_000, 100_000_000),
+            show,
+        )?,
+        max_time: r.req(
+            "agent_time_limit",
+            |s| parse_bounded_duration(s, Duration::from_secs(10), Duration::from_secs(86400)),
+            show_duration,
+        )?,
+        daily_user_tokens: Some(r.req(
+            "agent_tokens_per_day",
+            |s| parse_count(s, 0, 10_000_000_000),
+            show,
+        )?)
+        .filter(|n| *n > 0),
+        context_tokens: r.req(
+            "agent_context_tokens",
+            |s| parse_count(s, 0, 1_000_000),
+            show,
+        )? as usize,
+        max_answer_tokens: defaults.max_answer_tokens,
+    })
+}
+
 impl ExecutionSettings {
     fn resolve(r: &mut Resolver) -> Result<ExecutionSettings, ConfigError> {
         let zero_is_none = |n: u64| (n > 0).then_some(n);
@@ -1391,6 +1434,7 @@ impl Settings {
         let llm_base_url = r.opt("llm_base_url", parse_http_url, String::clone)?;
         let llm_api_key = r.opt("llm_api_key", |s| Ok(Secret::new(s)), show)?;
         let llm_model = r.opt("llm_model", |s| Ok(s.to_owned()), String::clone)?;
+        let agent_limits = resolve_agent_limits(r)?;
         let features = r.features()?;
         let url = r.req("url", parse_http_url, String::clone)?;
         let token = r.opt("token", |s| Ok(Secret::new(s)), show)?;
@@ -1418,6 +1462,7 @@ impl Settings {
             llm_base_url,
             llm_api_key,
             llm_model,
+            agent_limits,
             features,
             url,
             token,
@@ -1542,6 +1587,11 @@ impl Settings {
     /// Whether a capability is switched on.
     pub fn feature_enabled(&self, feature: Feature) -> bool {
         self.features.enabled(feature)
+    }
+
+    /// Whether the agent plans free text and prompts: a provider is set and the feature is on.
+    pub fn agent_enabled(&self) -> bool {
+        self.llm_provider != LlmProvider::None && self.feature_enabled(Feature::Agent)
     }
 
     /// Whether the Telegram ingress runs: a bot token is set and the feature is on.

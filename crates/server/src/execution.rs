@@ -5,10 +5,12 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use agent::llm::{ApiKey, HttpOptions, LlmConfig, WireFormat};
+use agent::planner::AgentSettings;
 use agent::{ExecutionManager, ManagerConfig};
 use executor::{Limits, Sandbox, SandboxConfig, Workspaces};
 
-use crate::config::{Feature, Settings};
+use crate::config::{Feature, LlmProvider, Settings};
 use crate::services::Services;
 
 /// The hidden first argument that makes the binary act as the sandbox shim (inside bwrap).
@@ -83,6 +85,7 @@ pub async fn manager(
             ..Limits::default()
         },
         runtime_dir: settings.data_dir.join("run"),
+        agent: agent_settings(settings),
     };
     let workspaces = Workspaces::new(
         settings.data_dir.join("workspaces"),
@@ -98,6 +101,40 @@ pub async fn manager(
         workspaces,
     );
     (Some(manager), readiness)
+}
+
+/// The agent's model and limits, when a provider is configured and the `agent` feature is on.
+/// A provider that cannot be built (checked settings make this rare) is logged, and agent tasks
+/// then fail with `agent_unavailable`.
+pub fn agent_settings(settings: &Settings) -> Option<AgentSettings> {
+    if !settings.agent_enabled() {
+        return None;
+    }
+    let format = match settings.llm_provider {
+        LlmProvider::None => return None,
+        LlmProvider::Openai => WireFormat::OpenAi,
+        LlmProvider::Anthropic => WireFormat::Anthropic,
+    };
+    let config = LlmConfig {
+        format,
+        base_url: settings.llm_base_url.clone(),
+        api_key: settings
+            .llm_api_key
+            .as_ref()
+            .map(|k| ApiKey::new(k.expose())),
+        model: settings.llm_model.clone().unwrap_or_default(),
+        http: HttpOptions::default(),
+    };
+    match agent::llm::provider(config) {
+        Ok(provider) => Some(AgentSettings {
+            provider,
+            limits: settings.agent_limits.clone(),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "the LLM provider cannot be used; agent tasks will fail");
+            None
+        }
+    }
 }
 
 fn sandbox_config(settings: &Settings) -> SandboxConfig {

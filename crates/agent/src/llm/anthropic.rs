@@ -267,7 +267,7 @@ mod tests {
                 ChatMessage::tool_error("t2", "denied"),
                 ChatMessage::user(""),
             ],
-            tools: super::super::tools(),
+            tools: crate::planner::tools::specs(),
             max_tokens: 100,
         };
         let body = request_body("m", &request);

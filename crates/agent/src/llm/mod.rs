@@ -24,7 +24,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use executor::redact::Redactor;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub use anthropic::AnthropicProvider;
 pub use openai::OpenAiProvider;
@@ -61,8 +63,9 @@ pub struct ChatRequest {
     pub max_tokens: u32,
 }
 
-/// One message of a conversation.
-#[derive(Debug, Clone, PartialEq)]
+/// One message of a conversation (stored in an agent task's transcript).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
 pub enum ChatMessage {
     /// What the user wrote.
     User { text: String },
@@ -126,7 +129,7 @@ pub struct ToolSpec {
 }
 
 /// A tool call the model proposed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
     /// The provider's id of the call, to be echoed in the [`ChatMessage::ToolResult`].
     pub id: String,
@@ -330,55 +333,6 @@ impl LlmError {
     }
 }
 
-/// The tools of CONTRACT.md "Agent tools", as the model sees them.
-pub fn tools() -> Vec<ToolSpec> {
-    vec![shell_tool(), reply_tool()]
-}
-
-/// `shell {"command": string}`.
-pub fn shell_tool() -> ToolSpec {
-    ToolSpec {
-        name: "shell".to_owned(),
-        description: "Run one shell command in this task's sandbox (in the task's environment). \
-            Every command goes through the policy gate: it may run at once, wait for a human's \
-            approval, or be denied; the result says which. The output comes back as untrusted \
-            data."
-            .to_owned(),
-        parameters: json!({
-            "type": "object",
-            "properties": {
-                "command": {
-                    "type": "string",
-                    "description": "The shell command to run, e.g. `df -h /`."
-                }
-            },
-            "required": ["command"],
-            "additionalProperties": false
-        }),
-    }
-}
-
-/// `reply {"text": string}`.
-pub fn reply_tool() -> ToolSpec {
-    ToolSpec {
-        name: "reply".to_owned(),
-        description: "Send a message to the user (shown in chat and in the task's events), e.g. \
-            progress or a question. The final answer is your last plain-text message."
-            .to_owned(),
-        parameters: json!({
-            "type": "object",
-            "properties": {
-                "text": {
-                    "type": "string",
-                    "description": "The message to the user."
-                }
-            },
-            "required": ["text"],
-            "additionalProperties": false
-        }),
-    }
-}
-
 /// The opening tag of the envelope around untrusted data.
 pub const UNTRUSTED_OPEN: &str = "<untrusted-data>";
 /// The closing tag of the envelope around untrusted data.
@@ -426,19 +380,17 @@ fn trim_ascii_start(b: &[u8]) -> &[u8] {
 }
 
 impl ChatRequest {
-    /// Replaces every occurrence of each of `secrets` (non-empty values) in every text of the
-    /// request — system prompt, messages, tool call arguments — with `[redacted]`. The agent
-    /// loop calls this with the task's secret and environment values before each completion.
-    pub fn redact(&mut self, secrets: &[&str]) {
-        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-        if secrets.is_empty() {
+    /// Redacts every text of the request — system prompt, messages, tool call arguments — with
+    /// `redactor` (the task's secret values, also base64- and hex-encoded). The agent loop calls
+    /// this before each completion, so no secret value ever leaves the server.
+    pub fn redact(&mut self, redactor: &Redactor) {
+        if redactor.is_empty() {
             return;
         }
         let scrub = |s: &mut String| {
-            for secret in &secrets {
-                if s.contains(secret) {
-                    *s = s.replace(secret, "[redacted]");
-                }
+            let clean = redactor.redact(s);
+            if clean != *s {
+                *s = clean;
             }
         };
         scrub(&mut self.system);
@@ -507,15 +459,15 @@ mod tests {
                     tool_calls: vec![ToolCall {
                         id: "1".into(),
                         name: "shell".into(),
-                        arguments: json!({"command": "echo S3CRET", "n": [ "S3CRET" ]}),
+                        arguments: serde_json::json!({"command": "echo S3CRET", "n": [ "S3CRET" ]}),
                     }],
                 },
                 ChatMessage::tool_result("1", "S3CRET\n"),
             ],
-            tools: tools(),
+            tools: crate::planner::tools::specs(),
             max_tokens: 10,
         };
-        request.redact(&["S3CRET", ""]);
+        request.redact(&Redactor::new(&[("TOKEN".into(), "S3CRET".into())]));
         assert!(!format!("{request:?}").contains("S3CRET"));
     }
 }

@@ -36,7 +36,7 @@ pub const TIMEOUT_EXIT_CODE: i32 = 124;
 const RECORD_ATTEMPTS: u32 = 3;
 
 /// Why a task is not run.
-enum Refusal {
+pub(crate) enum Refusal {
     /// The task FAILS with this error; nothing ran.
     Fail(TaskError),
     /// The database failed; the task stays RUNNING and recovery settles it when the lease ends.
@@ -56,8 +56,45 @@ fn refuse(code: &str, message: impl Into<String>) -> Refusal {
     })
 }
 
+/// One shell action of a task: a command task's command, or a command the agent's model proposed
+/// and the gate decided.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Action<'a> {
+    /// The exact command that runs (normalised when it was decided).
+    pub command: &'a str,
+    /// The environment whose grants it runs with.
+    pub environment: Option<&'a str>,
+    /// The approval it runs under, when it needed one; verified and consumed before the start.
+    pub approval_id: Option<&'a domain::Id>,
+    /// Its tier, from the classifier.
+    pub tier: RiskTier,
+}
+
+impl<'a> Action<'a> {
+    /// The action of a command task. A task without a tier is treated as L3 (never happens for
+    /// stored command tasks; fails closed if it did).
+    pub fn of_command_task(task: &'a Task) -> Action<'a> {
+        Action {
+            command: &task.input,
+            environment: task.environment.as_deref(),
+            approval_id: task.approval_id.as_ref(),
+            tier: task.risk_tier.unwrap_or(RiskTier::L3Privileged),
+        }
+    }
+}
+
+/// How a run that was allowed to start ended.
+pub(crate) enum Ran {
+    /// The sandbox ran the command to an end (exited, timed out, stopped); output redacted.
+    Finished(Outcome),
+    /// The sandbox failed to launch: nothing ran, and the approval (if any) was given back.
+    LaunchFailed(String),
+    /// Supervising the sandbox failed while the command may have been running.
+    Broken(String),
+}
+
 /// Everything a checked task runs with. Dropping it stops the egress proxy.
-struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     sandbox: &'a Sandbox,
     attempt: i64,
     grants: Option<Grants>,
@@ -82,7 +119,8 @@ impl Drop for Prepared<'_> {
 impl ExecutionManager {
     /// Runs a claimed command task to its end.
     pub(crate) async fn run_command(&self, task: Task, hard_stop: watch::Receiver<bool>) {
-        let prepared = match self.prepare(&task).await {
+        let action = Action::of_command_task(&task);
+        let prepared = match self.prepare(&task, &action).await {
             Ok(p) => p,
             Err(Refusal::Fail(error)) => {
                 tracing::info!(task_id = %task.task_id, code = %error.code, "task refused before running");
@@ -95,11 +133,43 @@ impl ExecutionManager {
                 return;
             }
         };
-        let command = &task.input;
-        let redactor = Redactor::new(&prepared.secrets);
-        let spec = self.spec(command, &prepared);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let supervisor = Supervisor::start(self, task.task_id.clone(), cancel_tx, hard_stop);
+        let ran = self.execute(&task, &action, &prepared, cancel_rx).await;
+        let stop = supervisor.stop_reason();
+        drop(supervisor);
+        match ran {
+            Ran::LaunchFailed(why) => {
+                let next = recovery::after_launch_failure(prepared.attempt, &why, Timestamp::now());
+                self.settle(&task, next, "sandbox_launch_failed").await;
+            }
+            Ran::Broken(why) => {
+                let error = TaskError {
+                    code: "sandbox_error".to_owned(),
+                    message: format!(
+                        "the sandbox failed while the command may have been running ({why}); it \
+                         was not run again — check its effects"
+                    ),
+                };
+                self.settle(&task, Next::Fail(error), "sandbox_error").await;
+            }
+            Ran::Finished(outcome) => {
+                self.record_outcome(&task, &prepared, &outcome, stop).await;
+            }
+        }
+    }
+
+    /// Step 3: runs a prepared action in a fresh sandbox until it ends or `cancel` turns true,
+    /// streaming its redacted output as task events.
+    pub(crate) async fn execute(
+        &self,
+        task: &Task,
+        action: &Action<'_>,
+        prepared: &Prepared<'_>,
+        cancel: watch::Receiver<bool>,
+    ) -> Ran {
+        let redactor = Redactor::new(&prepared.secrets);
+        let spec = self.spec(action.command, prepared);
         let (chunks_tx, chunks_rx) = tokio::sync::mpsc::unbounded_channel();
         let pump = {
             let manager = self.clone();
@@ -107,49 +177,33 @@ impl ExecutionManager {
             let stream = redactor.stream();
             tokio::spawn(async move { manager.pump_output(task_id, chunks_rx, stream).await })
         };
-        let outcome = prepared
-            .sandbox
-            .run(&spec, cancel_rx, Some(chunks_tx))
-            .await;
-        let stop = supervisor.stop_reason();
-        drop(supervisor);
+        let outcome = prepared.sandbox.run(&spec, cancel, Some(chunks_tx)).await;
         if let Err(e) = pump.await {
             tracing::warn!(task_id = %task.task_id, error = %e, "output pump failed");
         }
         match outcome {
             Err(e) if e.nothing_ran() => {
                 tracing::warn!(task_id = %task.task_id, error = %e, "the sandbox failed to launch");
-                self.release_approval(&task).await;
-                let next = recovery::after_launch_failure(
-                    prepared.attempt,
-                    &e.to_string(),
-                    Timestamp::now(),
-                );
-                self.settle(&task, next, "sandbox_launch_failed").await;
+                self.release_approval(task, action.approval_id).await;
+                Ran::LaunchFailed(e.to_string())
             }
             Err(e) => {
                 tracing::error!(task_id = %task.task_id, error = %e, "supervising the sandbox failed");
-                let error = TaskError {
-                    code: "sandbox_error".to_owned(),
-                    message: format!(
-                        "the sandbox failed while the command may have been running ({e}); it was \
-                         not run again — check its effects"
-                    ),
-                };
-                self.settle(&task, Next::Fail(error), "sandbox_error").await;
+                Ran::Broken(e.to_string())
             }
-            Ok(outcome) => {
-                let outcome = Outcome {
-                    output: redactor.redact(&outcome.output),
-                    ..outcome
-                };
-                self.record_outcome(&task, &prepared, &outcome, stop).await;
-            }
+            Ok(outcome) => Ran::Finished(Outcome {
+                output: redactor.redact(&outcome.output),
+                ..outcome
+            }),
         }
     }
 
     /// Step 1 and 2: the checks, the audited start, and the environment.
-    async fn prepare(&self, task: &Task) -> Result<Prepared<'_>, Refusal> {
+    pub(crate) async fn prepare(
+        &self,
+        task: &Task,
+        action: &Action<'_>,
+    ) -> Result<Prepared<'_>, Refusal> {
         let sandbox = self.inner.sandbox.as_ref().map_err(|why| {
             refuse(
                 "sandbox_unavailable",
@@ -157,7 +211,7 @@ impl ExecutionManager {
             )
         })?;
         let attempt = task_store::attempts(self.db(), &task.task_id).await?;
-        let grants = match &task.environment {
+        let grants = match action.environment {
             Some(name) => Some(
                 store::environments::grants(self.db(), name)
                     .await?
@@ -171,8 +225,7 @@ impl ExecutionManager {
             None => None,
         };
         let org = store::policy::get(self.db()).await?;
-        let tier = task.risk_tier.unwrap_or(RiskTier::L3Privileged);
-        if org.mutations_paused && tier > RiskTier::L0Readonly {
+        if org.mutations_paused && action.tier > RiskTier::L0Readonly {
             return Err(refuse(
                 "mutations_paused",
                 "an admin paused every action that can change something; read-only commands still run",
@@ -201,7 +254,7 @@ impl ExecutionManager {
         self.start_egress(task, &mut prepared)?;
         // Last, once everything else is in place: nothing after this can refuse the run, so an
         // approval is only consumed (and `action.started` only written) for a run that starts.
-        self.check_and_start(task, prepared.grants.as_ref(), attempt)
+        self.check_and_start(task, action, prepared.grants.as_ref(), attempt)
             .await?;
         Ok(prepared)
     }
@@ -211,12 +264,13 @@ impl ExecutionManager {
     async fn check_and_start(
         &self,
         task: &Task,
+        action: &Action<'_>,
         grants: Option<&Grants>,
         attempt: i64,
     ) -> Result<(), Refusal> {
-        let command = &task.input;
+        let command = action.command;
         let mut tx = self.db().begin().await?;
-        if let Some(approval_id) = &task.approval_id {
+        if let Some(approval_id) = action.approval_id {
             let binding = store::approvals::binding(&mut tx, approval_id)
                 .await?
                 .ok_or_else(|| refuse("approval_missing", "the task's approval does not exist"))?;
@@ -229,12 +283,8 @@ impl ExecutionManager {
             let (egress, secrets) = grants
                 .map(|g| (g.egress.clone(), g.secrets.clone()))
                 .unwrap_or_default();
-            let hash = policy::binding::action_hash(
-                command,
-                task.environment.as_deref(),
-                &egress,
-                &secrets,
-            );
+            let hash =
+                policy::binding::action_hash(command, action.environment, &egress, &secrets);
             if hash != binding.action_hash {
                 return Err(refuse(
                     "approval_mismatch",
@@ -256,8 +306,8 @@ impl ExecutionManager {
                 "action.started",
                 serde_json::json!({
                     "action": command,
-                    "environment": task.environment,
-                    "approval_id": task.approval_id,
+                    "environment": action.environment,
+                    "approval_id": action.approval_id,
                     "attempt": attempt,
                     "worker": self.config().worker_id,
                 }),
@@ -267,6 +317,15 @@ impl ExecutionManager {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A redactor of the environment's secret values (for what is sent to the model). When they
+    /// cannot be decrypted no command can have used them either, so nothing is redacted then.
+    pub(crate) async fn redactor_for(&self, grants: Option<&Grants>) -> Redactor {
+        match self.secrets(grants).await {
+            Ok(secrets) => Redactor::new(&secrets),
+            Err(_) => Redactor::new(&[]),
+        }
     }
 
     /// The environment's secrets, decrypted for this run.
@@ -343,8 +402,8 @@ impl ExecutionManager {
     }
 
     /// A launch failure ran nothing, so the approval the run consumed is given back for the retry.
-    async fn release_approval(&self, task: &Task) {
-        let Some(approval_id) = &task.approval_id else {
+    async fn release_approval(&self, task: &Task, approval_id: Option<&domain::Id>) {
+        let Some(approval_id) = approval_id else {
             return;
         };
         let released = async {
@@ -366,17 +425,7 @@ impl ExecutionManager {
         outcome: &Outcome,
         stop: Option<Stop>,
     ) {
-        let executed = serde_json::json!({
-            "exit_code": outcome.exit_code,
-            "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-            "timed_out": outcome.timed_out,
-            "oom_killed": outcome.oom_killed,
-            "output_bytes": outcome.output.len(),
-            "truncated": outcome.truncated,
-            "attempt": prepared.attempt,
-            "stopped": stop.map(|s| format!("{s:?}")),
-            "denied_egress": prepared.egress.as_ref().map(EgressProxy::denied),
-        });
+        let executed = executed_data(prepared, outcome, stop);
         match stop {
             Some(Stop::Canceled) | Some(Stop::LeaseLost) => {
                 // Someone else already moved the task on (cancelled it, or recovered it).
@@ -435,7 +484,7 @@ impl ExecutionManager {
         }
     }
 
-    async fn audit_only(&self, task: &Task, data: serde_json::Value) {
+    pub(crate) async fn audit_only(&self, task: &Task, data: serde_json::Value) {
         let written = async {
             let mut tx = self.db().begin().await?;
             audit::append(
@@ -450,6 +499,25 @@ impl ExecutionManager {
             tracing::error!(task_id = %task.task_id, error = %e, "cannot audit a finished action");
         }
     }
+}
+
+/// What `action.executed` records about a run that ended.
+pub(crate) fn executed_data(
+    prepared: &Prepared<'_>,
+    outcome: &Outcome,
+    stop: Option<Stop>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "exit_code": outcome.exit_code,
+        "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+        "timed_out": outcome.timed_out,
+        "oom_killed": outcome.oom_killed,
+        "output_bytes": outcome.output.len(),
+        "truncated": outcome.truncated,
+        "attempt": prepared.attempt,
+        "stopped": stop.map(|s| format!("{s:?}")),
+        "denied_egress": prepared.egress.as_ref().map(EgressProxy::denied),
+    })
 }
 
 /// The final status of a run that ended by itself or by its time limit.

@@ -2,7 +2,8 @@
 //!
 //! * [`worker`]: the claim loop — wakes on a bus hint or a poll tick, respects the global and
 //!   per-user concurrency limits, and hands each claimed task to a run;
-//! * [`command`]: one command task from claim to result (checks, sandbox, result);
+//! * [`command`]: one command task from claim to result (checks, sandbox, result) — and the
+//!   checked, audited run of one shell action, which the agent's `shell` tool uses too;
 //! * [`supervise`]: while a task runs — lease renewal, and noticing that the task was cancelled;
 //! * [`progress`]: output chunks → redacted, coalesced `output` task events;
 //! * [`recovery`]: the retry and recovery contract (what happens to an interrupted task).
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::planner::AgentSettings;
 use executor::workspace::Workspaces;
 use executor::{Limits, Sandbox};
 use store::Db;
@@ -41,6 +43,8 @@ pub struct ManagerConfig {
     pub limits: Limits,
     /// Per-task runtime state (the egress proxy's socket); removed when the task ends.
     pub runtime_dir: PathBuf,
+    /// The agent's model and limits (`None`: agent tasks fail with `agent_unavailable`).
+    pub agent: Option<AgentSettings>,
 }
 
 /// What every run needs; shared by the workers of one process.
@@ -84,11 +88,11 @@ impl ExecutionManager {
         }
     }
 
-    fn config(&self) -> &ManagerConfig {
+    pub(crate) fn config(&self) -> &ManagerConfig {
         &self.inner.config
     }
 
-    fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.inner.db
     }
 

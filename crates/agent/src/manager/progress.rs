@@ -86,13 +86,19 @@ impl ExecutionManager {
         }
         .await;
         match stored {
-            Ok(event) => {
-                if let Err(e) = self.bus().publish(&event).await {
-                    tracing::debug!(task_id = %task_id, error = %e, "could not publish a task event");
-                }
-            }
+            Ok(event) => self.publish(std::slice::from_ref(&event)).await,
             Err(e) => {
                 tracing::warn!(task_id = %task_id, error = %e, "could not store a task event")
+            }
+        }
+    }
+
+    /// Publishes stored events on the bus for live watchers (who also read the database, so a
+    /// lost publication only delays an event).
+    pub(crate) async fn publish(&self, events: &[domain::TaskEvent]) {
+        for event in events {
+            if let Err(e) = self.bus().publish(event).await {
+                tracing::debug!(task_id = %event.task_id, error = %e, "could not publish a task event");
             }
         }
     }

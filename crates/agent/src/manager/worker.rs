@@ -116,20 +116,7 @@ impl ExecutionManager {
     ) {
         match task.kind {
             TaskKind::Command => self.run_command(task, hard_stop).await,
-            TaskKind::Agent => {
-                let error = domain::TaskError {
-                    code: "agent_unavailable".to_owned(),
-                    message: "this server runs command tasks only; agent tasks (prompts) need \
-                              the agent loop, which this version does not have yet"
-                        .to_owned(),
-                };
-                self.settle(
-                    &task,
-                    super::recovery::Next::Fail(error),
-                    "agent_unavailable",
-                )
-                .await;
-            }
+            TaskKind::Agent => self.run_agent(task, hard_stop).await,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use agent::llm::testing::{FakeLlm, Reply};
 use agent::llm::{
     ApiKey, ChatMessage, ChatRequest, Finish, LlmConfig, LlmError, LlmProvider, Usage, WireFormat,
-    provider, tools,
+    provider,
 };
 
 /// The key the fakes accept.
@@ -19,7 +19,7 @@ pub fn question(text: &str) -> ChatRequest {
     ChatRequest {
         system: "You are the AgenticAI planner.".to_owned(),
         messages: vec![ChatMessage::user(text)],
-        tools: tools(),
+        tools: agent::planner::tools::specs(),
         max_tokens: 512,
     }
 }

@@ -38,6 +38,7 @@ impl Fixture {
             output_limit: 4096,
             limits: Limits::default(),
             runtime_dir: dir.path().join("run"),
+            agent: None,
         };
         let workspaces = Workspaces::new(dir.path().join("workspaces"), 1 << 30, None);
         let manager = ExecutionManager::new(

@@ -606,6 +606,9 @@ impl Drop for RunningCli {
     }
 }
 
+/// The API key of the fake LLM servers tests start (`FakeLlm::start(format, Some(FAKE_LLM_KEY))`).
+pub const FAKE_LLM_KEY: &str = "sk-fake-agent-test-key";
+
 /// One deployment: a working directory holding the data directory, a database, and the
 /// environment its commands get (nothing from the host but PATH and HOME).
 pub struct Deployment {
@@ -669,6 +672,14 @@ impl Deployment {
     /// Lets the server run tasks (`slots` at once), as a production server does.
     pub fn with_workers(self, slots: u32) -> Deployment {
         self.var("AGENTICAI_MAX_CONCURRENT_TASKS", &slots.to_string())
+    }
+
+    /// Plans with `llm` (a fake LLM server of the test), whose key is [`FAKE_LLM_KEY`].
+    pub fn with_llm(self, llm: &agent::llm::testing::FakeLlm) -> Deployment {
+        self.var("AGENTICAI_LLM_PROVIDER", llm.format().as_str())
+            .var("AGENTICAI_LLM_BASE_URL", &llm.base_url())
+            .var("AGENTICAI_LLM_MODEL", "fake-model")
+            .var("AGENTICAI_LLM_API_KEY", FAKE_LLM_KEY)
     }
 
     /// Adds an environment variable for every command of this deployment.
