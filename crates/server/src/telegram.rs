@@ -1,7 +1,9 @@
 //! Wiring of the Telegram channel (`crates/telegram`): the Bot API client, the conversation over
-//! the coordinator, ingress by long polling (default) or webhook, the outbox sender, and the
-//! relays — approvals awaiting an admin, live progress (edits of each `/run`'s status message)
-//! and results of tasks started from Telegram.
+//! the coordinator (free text goes to the agent when a language model is configured and the
+//! `agent` feature is on), ingress by long polling (default) or webhook, the outbox sender, and
+//! the relays — approvals awaiting an admin, live progress (edits of each task's status
+//! message), the approvals and messages of agent tasks, and results (or answers) of tasks started
+//! from Telegram.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use telegram::outgoing::Outgoing;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Settings, TelegramMode};
+use crate::config::{Feature, LlmProvider, Settings, TelegramMode};
 use crate::services::Services;
 
 /// How often the relays look for approvals awaiting an admin and for finished tasks.
@@ -24,8 +26,6 @@ const RELAY_EVERY: Duration = Duration::from_secs(2);
 const REDELIVER_EVERY: Duration = Duration::from_secs(30);
 /// How long `getMe` may take at start before we go on without the bot's username.
 const GET_ME_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idempotency-key prefix of tasks created from Telegram (see the conversation's `/run`).
-const TELEGRAM_KEY_PREFIX: &str = "tg:";
 /// Where the results relay remembers how far it got.
 const RESULTS_CURSOR: &str = "telegram.results_cursor";
 
@@ -73,6 +73,7 @@ pub async fn start(
         ChatConfig {
             bot_username,
             messages_per_minute: settings.telegram_messages_per_minute,
+            agent: agent_enabled(settings),
         },
     );
     // Fix where result relaying starts before any update is handled (first start: now).
@@ -123,9 +124,16 @@ pub async fn start(
     Ok(Some(Channel { webhook, tasks }))
 }
 
-/// Every [`RELAY_EVERY`]: notifies admins of approvals awaiting them, and sends the results of
-/// tasks started from Telegram to their owners. Both are deduplicated by the outbox keys, so a
-/// repeat (or several processes) sends nothing twice.
+/// Whether free text in chat starts an agent task: a language model is configured and the
+/// `agent` feature is on.
+fn agent_enabled(settings: &Settings) -> bool {
+    settings.llm_provider != LlmProvider::None && settings.feature_enabled(Feature::Agent)
+}
+
+/// Every [`RELAY_EVERY`]: notifies admins of approvals awaiting them, edits the status messages
+/// of tasks started from Telegram, sends the approvals and messages of their agent tasks, and
+/// sends the results to their owners. All are deduplicated by the outbox keys, so a repeat (or
+/// several processes) sends nothing twice.
 async fn relay(
     conversation: Conversation,
     db: store::Db,
@@ -160,9 +168,16 @@ async fn relay(
             Ok(edits) => out.extend(edits),
             Err(e) => tracing::warn!(error = %e, "telegram: cannot update progress messages"),
         }
+        // Before the results, so an agent's last message comes before its answer.
+        match telegram::notices::agent_notices(&conversation, &db, Timestamp::now()).await {
+            Ok(notices) => out.extend(notices),
+            Err(e) => tracing::warn!(error = %e, "telegram: cannot relay agent messages"),
+        }
         let cursor = results_cursor(&db).await;
         let finished =
-            match store::tasks::finished_since(&db, cursor, TELEGRAM_KEY_PREFIX, 200).await {
+            match store::tasks::finished_since(&db, cursor, telegram::relayed::KEY_PREFIX, 200)
+                .await
+            {
                 Ok(tasks) => tasks,
                 Err(e) => {
                     tracing::warn!(error = %e, "telegram: cannot list finished tasks");

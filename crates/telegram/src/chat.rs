@@ -30,6 +30,9 @@ pub struct ChatConfig {
     pub bot_username: Option<String>,
     /// Inbound messages (and button presses) per user and minute; 0 means no limit.
     pub messages_per_minute: u32,
+    /// Whether free text starts an agent task (a language model is configured and the `agent`
+    /// feature is on); otherwise it is answered with how to use `/run`.
+    pub agent: bool,
 }
 
 impl Default for ChatConfig {
@@ -37,6 +40,7 @@ impl Default for ChatConfig {
         ChatConfig {
             bot_username: None,
             messages_per_minute: 20,
+            agent: false,
         }
     }
 }
@@ -155,6 +159,11 @@ impl Conversation {
         &self.inner.coord
     }
 
+    /// Whether free text goes to the agent ([`ChatConfig::agent`]).
+    pub fn agent(&self) -> bool {
+        self.inner.config.agent
+    }
+
     /// Notifications to every linked admin (other than the requester) of `approval`, when it
     /// needs an admin other than the requester (service users' approvals, L3 under
     /// `l3_requires_admin`); otherwise none. Dedupe keys `adm:{approval_id}:{admin_user_id}`, so
@@ -185,28 +194,9 @@ impl Conversation {
         let rendered = render::approval_request(approval, "Approval needed from an admin", true);
         let mut out = Vec::new();
         for (admin_id, chat_id) in admins {
-            if admin_id == approval.requested_by {
-                continue;
-            }
-            let key = format!("adm:{}:{}", approval.approval_id, admin_id);
-            out.push(Outgoing {
-                dedupe_key: key.clone(),
-                chat_id,
-                action: Action::SendMessage {
-                    html: rendered.html.clone(),
-                    buttons: rendered.buttons.clone(),
-                },
-            });
-            if let Some(doc) = &rendered.document {
-                out.push(Outgoing {
-                    dedupe_key: format!("{key}:doc"),
-                    chat_id,
-                    action: Action::SendDocument {
-                        file_name: doc.file_name.clone(),
-                        contents: doc.contents.clone(),
-                        caption_html: doc.caption_html.clone(),
-                    },
-                });
+            if admin_id != approval.requested_by {
+                let key = format!("adm:{}:{}", approval.approval_id, admin_id);
+                out.extend(rendered.clone().into_outgoing(chat_id, &key));
             }
         }
         Ok(out)
@@ -230,8 +220,9 @@ impl Conversation {
     }
 
     /// The result message of a finished task for its owner's linked chat (none when the owner
-    /// has no Telegram), with the full output as a document when it does not fit. Dedupe keys
-    /// `res:{task_id}` and `res:{task_id}:doc`.
+    /// has no Telegram): a command's output, or an agent's final answer as ordinary escaped text
+    /// (see [`render::task_result`]), with the whole of it as a document when it does not fit.
+    /// Dedupe keys `res:{task_id}` and `res:{task_id}:doc`.
     pub async fn result_messages(&self, task: &Task) -> Result<Vec<Outgoing>, HandleError> {
         if !task.status.is_terminal() {
             return Ok(Vec::new());
@@ -245,28 +236,8 @@ impl Conversation {
         else {
             return Ok(Vec::new());
         };
-        let rendered = render::task_result(task);
         let key = format!("res:{}", task.task_id);
-        let mut out = vec![Outgoing {
-            dedupe_key: key.clone(),
-            chat_id,
-            action: Action::SendMessage {
-                html: rendered.html,
-                buttons: Vec::new(),
-            },
-        }];
-        if let Some(doc) = rendered.document {
-            out.push(Outgoing {
-                dedupe_key: format!("{key}:doc"),
-                chat_id,
-                action: Action::SendDocument {
-                    file_name: doc.file_name,
-                    contents: doc.contents,
-                    caption_html: doc.caption_html,
-                },
-            });
-        }
-        Ok(out)
+        Ok(render::task_result(task).into_outgoing(chat_id, &key))
     }
 
     /// Applies the per-user rate limit; `Some(replies)` when the update must not be handled.

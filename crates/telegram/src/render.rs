@@ -8,9 +8,9 @@
 
 use std::fmt::Write as _;
 
-use domain::{Approval, Task, TaskStatus};
+use domain::{Approval, Id, Task, TaskKind, TaskStatus};
 
-use crate::outgoing::Button;
+use crate::outgoing::{Action, Button, Outgoing};
 
 /// Telegram's limit of a message text, in UTF-16 code units.
 pub const MAX_MESSAGE_UTF16: usize = 4096;
@@ -19,7 +19,7 @@ pub const MAX_CAPTION_UTF16: usize = 1024;
 /// Longest callback data Telegram accepts, in bytes.
 pub const MAX_CALLBACK_BYTES: usize = 64;
 /// Marks text that was cut.
-const ELLIPSIS: &str = "…";
+pub(crate) const ELLIPSIS: &str = "…";
 
 /// Escapes `&`, `<`, `>` and `"` for Telegram's HTML parse mode.
 pub fn escape(text: &str) -> String {
@@ -40,7 +40,8 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-fn escaped_units(c: char) -> usize {
+/// UTF-16 units of `c` once escaped.
+pub(crate) fn escaped_units(c: char) -> usize {
     match c {
         '&' => 5,
         '<' | '>' => 4,
@@ -88,6 +89,42 @@ pub struct Rendered {
     pub buttons: Vec<Vec<Button>>,
     /// A text file with what was cut from the message (full output or full action).
     pub document: Option<Document>,
+}
+
+impl Rendered {
+    /// A message of our own HTML, without buttons or document.
+    pub fn plain(html: String) -> Rendered {
+        Rendered {
+            html,
+            buttons: Vec::new(),
+            document: None,
+        }
+    }
+
+    /// The message to `chat_id` with the dedupe key `dedupe_key`, and its document (if any) with
+    /// `{dedupe_key}:doc`.
+    pub fn into_outgoing(self, chat_id: i64, dedupe_key: &str) -> Vec<Outgoing> {
+        let mut out = vec![Outgoing {
+            dedupe_key: dedupe_key.to_owned(),
+            chat_id,
+            action: Action::SendMessage {
+                html: self.html,
+                buttons: self.buttons,
+            },
+        }];
+        if let Some(doc) = self.document {
+            out.push(Outgoing {
+                dedupe_key: format!("{dedupe_key}:doc"),
+                chat_id,
+                action: Action::SendDocument {
+                    file_name: doc.file_name,
+                    contents: doc.contents,
+                    caption_html: doc.caption_html,
+                },
+            });
+        }
+        out
+    }
 }
 
 /// A text file to send with `sendDocument`.
@@ -177,9 +214,15 @@ pub fn task_accepted(task: &Task) -> String {
     if let Some(env) = &task.environment {
         let _ = write!(html, "\nEnvironment: <code>{}</code>", escape(env));
     }
-    match task.status {
-        TaskStatus::Queued => html.push_str("\nQueued; you will get the result here."),
-        TaskStatus::WaitingApproval => {
+    match (task.status, task.kind) {
+        (TaskStatus::Queued, TaskKind::Command) => {
+            html.push_str("\nQueued; you will get the result here.");
+        }
+        (TaskStatus::Queued, TaskKind::Agent) => html.push_str(
+            "\nWorking on it: this message shows the steps, and the answer follows in its own \
+             message.",
+        ),
+        (TaskStatus::WaitingApproval, _) => {
             html.push_str("\nIt waits for an approval (below).");
         }
         _ => {}
@@ -274,56 +317,98 @@ pub fn approval_outcome(approval: &Approval) -> String {
     }
 }
 
-/// The result of a finished task: status, exit code and output in `<pre>`. When the output does
-/// not fit in one message it is cut and the full output comes as a document.
+/// The result of a finished task for its owner. A command: status, exit code and output in
+/// `<pre>`. An agent task that succeeded: its final answer as ordinary (escaped) text, then the
+/// task id and status; one that did not: the status and the error. When the output or answer does
+/// not fit in one message it is cut and the whole of it comes as a document.
 pub fn task_result(task: &Task) -> Rendered {
+    let agent = task.kind == TaskKind::Agent;
     let mut head = format!(
         "Task <code>{}</code> finished: {}",
         escape(task.task_id.as_str()),
         status_label(task.status)
     );
-    if let Some(result) = &task.result {
+    if let Some(result) = &task.result
+        && !agent
+    {
         let _ = write!(head, " · exit code <b>{}</b>", result.exit_code);
     }
     if let Some(error) = &task.error {
         let (msg, _) = escape_truncated(&error.message, 1000);
         let _ = write!(head, "\n<code>{}</code>: {}", escape(&error.code), msg);
     }
-    let Some(result) = &task.result else {
-        return Rendered {
-            html: head,
-            buttons: Vec::new(),
-            document: None,
-        };
+    let result = task
+        .result
+        .as_ref()
+        .filter(|_| !agent || task.status == TaskStatus::Succeeded);
+    let Some(result) = result else {
+        return Rendered::plain(head);
     };
     let capture_note = if result.truncated {
         "\n(the output was cut at the capture limit)"
     } else {
         ""
     };
-    let attach_note = "\n(output cut here; the attached file has all of it)";
-    if result.output.is_empty() {
-        return Rendered {
-            html: format!("{head}\n(no output){capture_note}"),
-            buttons: Vec::new(),
-            document: None,
-        };
+    let attachment = |what: &str| Attachment {
+        file_name: format!("{}-{what}.txt", task.task_id),
+        caption_html: format!(
+            "The full {what} of task <code>{}</code>",
+            escape(task.task_id.as_str())
+        ),
+    };
+    match (agent, result.output.is_empty()) {
+        (false, true) => Rendered::plain(format!("{head}\n(no output){capture_note}")),
+        (false, false) => framed(
+            &format!("{head}\n<pre>"),
+            &result.output,
+            &format!("</pre>{capture_note}"),
+            attachment("output"),
+        ),
+        (true, true) => Rendered::plain(format!("{head}\n(no answer)")),
+        (true, false) => framed(
+            "",
+            &result.output,
+            &format!("\n\n{head}"),
+            attachment("answer"),
+        ),
     }
-    let fixed = utf16_len(&head)
-        + utf16_len("\n<pre></pre>")
-        + utf16_len(capture_note)
-        + utf16_len(attach_note);
-    let (output, cut) = escape_truncated(&result.output, MAX_MESSAGE_UTF16.saturating_sub(fixed));
-    let mut html = format!("{head}\n<pre>{output}</pre>{capture_note}");
+}
+
+/// A message of the agent (its `reply` tool) during task `task_id`: `agent:` and the text,
+/// escaped as ordinary text, then the task id; the whole text as a document when it does not fit.
+pub fn agent_reply(task_id: &Id, text: &str) -> Rendered {
+    let id = escape(task_id.as_str());
+    framed(
+        "agent: ",
+        text,
+        &format!("\n\n(task <code>{id}</code>)"),
+        Attachment {
+            file_name: format!("{task_id}-message.txt"),
+            caption_html: format!("The full message of the agent in task <code>{id}</code>"),
+        },
+    )
+}
+
+/// Where untrusted text that does not fit in a message goes.
+struct Attachment {
+    file_name: String,
+    caption_html: String,
+}
+
+/// `before` + `body` (raw, escaped here) + `after`, with `body` cut so that the message fits in
+/// Telegram's limit; when it is cut, a note says so and the whole `body` comes as `attachment`.
+/// `before` and `after` are our HTML (for example `<pre>` and `</pre>`).
+fn framed(before: &str, body: &str, after: &str, attachment: Attachment) -> Rendered {
+    const CUT_NOTE: &str = "\n(cut here; the attached file has all of it)";
+    let fixed = utf16_len(before) + utf16_len(after) + utf16_len(CUT_NOTE);
+    let (text, cut) = escape_truncated(body, MAX_MESSAGE_UTF16.saturating_sub(fixed));
+    let mut html = format!("{before}{text}{after}");
     let document = cut.then(|| {
-        html.push_str(attach_note);
+        html.push_str(CUT_NOTE);
         Document {
-            file_name: format!("{}-output.txt", task.task_id),
-            contents: result.output.clone(),
-            caption_html: format!(
-                "Full output of task <code>{}</code>",
-                escape(task.task_id.as_str())
-            ),
+            file_name: attachment.file_name,
+            contents: body.to_owned(),
+            caption_html: attachment.caption_html,
         }
     });
     Rendered {
@@ -500,5 +585,27 @@ mod tests {
         let outcome = approval_outcome(&approval(&action));
         assert!(utf16_len(&outcome) <= MAX_MESSAGE_UTF16);
         assert!(outcome.contains("apr_xyz"));
+    }
+
+    #[test]
+    fn agent_replies_are_escaped_text_cut_within_the_limit() {
+        let task_id = Id::parse("tsk_abc").unwrap();
+        let r = agent_reply(&task_id, "Use <b>this</b> & [that](https://evil.example)");
+        assert_eq!(
+            r.html,
+            "agent: Use &lt;b&gt;this&lt;/b&gt; &amp; [that](https://evil.example)\n\n\
+             (task <code>tsk_abc</code>)"
+        );
+        assert!(r.document.is_none() && r.buttons.is_empty());
+
+        let long = "<😀>".repeat(3000);
+        let r = agent_reply(&task_id, &long);
+        assert!(utf16_len(&r.html) <= MAX_MESSAGE_UTF16);
+        only_our_tags(&r.html);
+        entities_whole(&r.html);
+        assert!(r.html.contains("tsk_abc"));
+        let doc = r.document.expect("the whole message attached");
+        assert_eq!(doc.contents, long);
+        assert!(doc.caption_html.contains("tsk_abc"));
     }
 }

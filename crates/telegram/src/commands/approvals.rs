@@ -6,7 +6,9 @@ use coordinator::CoordError;
 use domain::Approval;
 
 use super::{Ctx, no_args};
-use crate::render;
+use crate::chat::Conversation;
+use crate::outgoing::Outgoing;
+use crate::render::{self, Rendered};
 
 /// Approvals listed at most.
 const SHOWN: usize = 10;
@@ -38,31 +40,56 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, args: &str) -> Result<(), CoordError>
     Ok(())
 }
 
-/// Presents an approval the user's command just asked for: with buttons when the user decides
-/// it; otherwise without, telling them an admin must, and notifying the linked admins.
-pub(crate) async fn present_new(ctx: &mut Ctx<'_>, approval: &Approval) -> Result<(), CoordError> {
-    if !ctx.coord.approval_needs_other_admin(approval).await? {
-        ctx.replies
-            .rendered(render::approval_request(approval, "Approval needed", true));
-        return Ok(());
+/// How a new approval is presented to its requester.
+pub(crate) struct Presentation {
+    /// The request, with Approve / Deny buttons when the requester decides it.
+    pub request: Rendered,
+    /// When an admin other than the requester must decide it: what the requester is told.
+    pub note: Option<&'static str>,
+    /// The notifications of the linked admins (none unless an admin must decide).
+    pub admin_notices: Vec<Outgoing>,
+}
+
+/// The presentation of `approval`, new, to its requester (a `/run` reply, or a message about an
+/// agent task's approval): with buttons when the requester decides it; otherwise without,
+/// telling them an admin must, with the notifications of the linked admins.
+pub(crate) async fn presentation(
+    conversation: &Conversation,
+    approval: &Approval,
+) -> Result<Presentation, CoordError> {
+    if !conversation
+        .coordinator()
+        .approval_needs_other_admin(approval)
+        .await?
+    {
+        return Ok(Presentation {
+            request: render::approval_request(approval, "Approval needed", true),
+            note: None,
+            admin_notices: Vec::new(),
+        });
     }
-    ctx.replies.rendered(render::approval_request(
-        approval,
-        "Waiting for another admin",
-        false,
-    ));
-    let notifications = ctx.conversation.admin_notices(approval).await?;
-    if notifications.is_empty() {
-        ctx.replies.text(
-            "An admin other than you must decide this approval, and no admin has Telegram \
-             linked: ask one to decide it through the API.",
-        );
+    let admin_notices = conversation.admin_notices(approval).await?;
+    let note = if admin_notices.is_empty() {
+        "An admin other than you must decide this approval, and no admin has Telegram linked: \
+         ask one to decide it through the API."
     } else {
-        ctx.replies.text(
-            "An admin other than you must decide this approval; the admins have been notified.",
-        );
+        "An admin other than you must decide this approval; the admins have been notified."
+    };
+    Ok(Presentation {
+        request: render::approval_request(approval, "Waiting for another admin", false),
+        note: Some(note),
+        admin_notices,
+    })
+}
+
+/// Presents an approval the user's command just asked for (see [`presentation`]).
+pub(crate) async fn present_new(ctx: &mut Ctx<'_>, approval: &Approval) -> Result<(), CoordError> {
+    let p = presentation(ctx.conversation, approval).await?;
+    ctx.replies.rendered(p.request);
+    if let Some(note) = p.note {
+        ctx.replies.text(note);
     }
-    for n in notifications {
+    for n in p.admin_notices {
         ctx.replies.notify(n);
     }
     Ok(())

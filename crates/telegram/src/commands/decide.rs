@@ -3,7 +3,7 @@
 //! replayed or forged button press changes nothing.
 
 use coordinator::{CoordError, Coordinator};
-use domain::{Approval, ApprovalDecision, Id, User};
+use domain::{Approval, ApprovalDecision, Id, TaskKind, User};
 
 use super::{Ctx, refuse};
 use crate::chat::{Replies, sentence};
@@ -40,19 +40,36 @@ pub(crate) async fn command(
         .await
     {
         Ok(approval) => {
-            ctx.replies.text(outcome_line(&approval));
+            let kind = task_kind(ctx.coord, ctx.user, &approval).await;
+            ctx.replies.text(outcome_line(&approval, kind));
             Ok(())
         }
         Err(e) => refuse(ctx.replies, &prefix, e),
     }
 }
 
-fn outcome_line(a: &Approval) -> String {
+/// The kind of the approval's task (a command when it cannot be read: the decision is made
+/// either way, only its wording depends on this).
+async fn task_kind(coord: &Coordinator, user: &User, approval: &Approval) -> TaskKind {
+    match coord.get_task(user, &approval.task_id).await {
+        Ok(task) => task.kind,
+        Err(e) => {
+            tracing::warn!(task_id = %approval.task_id, error = %e, "telegram: cannot read the task of a decided approval");
+            TaskKind::Command
+        }
+    }
+}
+
+fn outcome_line(a: &Approval, kind: TaskKind) -> String {
     let (id, task) = (escape(a.approval_id.as_str()), escape(a.task_id.as_str()));
     match a.decision {
         Some(ApprovalDecision::Approve) => {
             format!("✅ Approved <code>{id}</code>: task <code>{task}</code> is queued.")
         }
+        Some(ApprovalDecision::Deny) if kind == TaskKind::Agent => format!(
+            "⛔ Denied <code>{id}</code>: the agent of task <code>{task}</code> is told and goes \
+             on without that action."
+        ),
         Some(ApprovalDecision::Deny) => format!(
             "⛔ Denied <code>{id}</code>: task <code>{task}</code> will not run \
              (<code>approval_denied</code>)."
@@ -101,6 +118,11 @@ pub(crate) async fn button(
         Ok(approval) => {
             let text = match approval.decision {
                 Some(ApprovalDecision::Approve) => "Approved: the task is queued.",
+                Some(ApprovalDecision::Deny)
+                    if task_kind(coord, user, &approval).await == TaskKind::Agent =>
+                {
+                    "Denied: the agent goes on without that action."
+                }
                 Some(ApprovalDecision::Deny) => "Denied: the task will not run.",
                 _ => "Nothing changed.",
             };

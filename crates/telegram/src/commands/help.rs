@@ -1,10 +1,17 @@
-//! `/help`: the commands.
+//! `/help`: the commands (and, when the agent is on, that plain words go to it).
 
 use super::Ctx;
 
 /// The help for linked users.
 pub(crate) fn run(ctx: &mut Ctx<'_>, _args: &str) {
-    ctx.replies.text(linked());
+    let mut html = linked();
+    if ctx.conversation.agent() {
+        html.push_str(
+            "\n\nOr just write what you need in plain words: the agent works it out, runs the \
+             commands (asking for approval where needed) and answers here.",
+        );
+    }
+    ctx.replies.text(html);
 }
 
 fn linked() -> String {

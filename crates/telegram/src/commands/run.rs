@@ -8,7 +8,7 @@ use coordinator::{CoordError, NewTask, is_environment_name};
 use domain::{TaskInput, TaskStatus};
 
 use super::{Ctx, approvals, refuse};
-use crate::render;
+use crate::{relayed, render};
 
 const USAGE: &str = "Usage: <code>/run [@ENVIRONMENT] COMMAND</code>, for example \
     <code>/run df -h</code> or <code>/run @staging curl -sI https://example.com</code>.";
@@ -43,7 +43,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, args: &str) -> Result<(), CoordError>
     let request = NewTask {
         input: TaskInput::Command(command.to_owned()),
         environment,
-        idempotency_key: Some(format!("tg:{}", ctx.update_id)),
+        idempotency_key: Some(relayed::idempotency_key(ctx.update_id)),
     };
     let task = match ctx.coord.create_task(ctx.user, request).await {
         Ok((task, _created)) => task,

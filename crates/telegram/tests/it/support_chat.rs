@@ -32,8 +32,17 @@ impl ChatFixture {
         ChatFixture::with_limit(1000).await
     }
 
+    /// An initialised org, and a conversation where free text goes to the agent.
+    pub async fn with_agent() -> ChatFixture {
+        ChatFixture::initialised(1000, true).await
+    }
+
     pub async fn with_limit(messages_per_minute: u32) -> ChatFixture {
-        let fx = ChatFixture::uninitialised(messages_per_minute).await;
+        ChatFixture::initialised(messages_per_minute, false).await
+    }
+
+    async fn initialised(messages_per_minute: u32, agent: bool) -> ChatFixture {
+        let fx = ChatFixture::create(messages_per_minute, agent).await;
         let init = fx.coord.init_org("Acme", "root").await.unwrap();
         let admin = fx
             .coord
@@ -52,6 +61,10 @@ impl ChatFixture {
 
     /// A deployment where `org init` has not run.
     pub async fn uninitialised(messages_per_minute: u32) -> ChatFixture {
+        ChatFixture::create(messages_per_minute, false).await
+    }
+
+    async fn create(messages_per_minute: u32, agent: bool) -> ChatFixture {
         let dir = tempfile::tempdir().unwrap();
         let db = store::testing::fresh_database(dir.path()).await;
         let coord = Coordinator::new(db, Bus::in_process());
@@ -60,6 +73,7 @@ impl ChatFixture {
             ChatConfig {
                 bot_username: Some(BOT.to_owned()),
                 messages_per_minute,
+                agent,
             },
         );
         let placeholder = User {
