@@ -9,6 +9,9 @@
 //!   lease ran out): a read-only (L0) command is queued again, up to [`MAX_RERUNS`] runs; anything
 //!   that may change something is never re-run automatically — the task FAILS with
 //!   `interrupted` and the user decides.
+//! * An agent task resumes from its saved transcript: it is queued again (up to
+//!   [`MAX_AGENT_CLAIMS`] claims); a shell action it had started is reported to the model as
+//!   interrupted, never re-run.
 //! * WAITING_APPROVAL tasks are untouched by all of this: they wait for their decision.
 
 use std::time::Duration;
@@ -22,6 +25,9 @@ use super::ExecutionManager;
 pub const MAX_LAUNCH_ATTEMPTS: i64 = 5;
 /// How often an interrupted read-only task is run in all.
 pub const MAX_RERUNS: i64 = 3;
+/// How often an agent task may be claimed in all (each approval and each interruption is a new
+/// claim); beyond it an interrupted agent task FAILS with `interrupted`.
+pub const MAX_AGENT_CLAIMS: i64 = 50;
 /// How often the manager looks for tasks whose worker stopped renewing its lease.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -57,6 +63,18 @@ pub fn launch_backoff(attempts: i64) -> Duration {
 
 /// After a run was interrupted while it may have been running (claim number `attempts`).
 pub fn after_interruption(task: &Task, attempts: i64, now: Timestamp) -> Next {
+    if task.kind == TaskKind::Agent {
+        if attempts < MAX_AGENT_CLAIMS {
+            return Next::Requeue { not_before: now };
+        }
+        return Next::Fail(TaskError {
+            code: "interrupted".to_owned(),
+            message: format!(
+                "the agent task was interrupted or resumed {attempts} times and is not resumed \
+                 again; ask again if you still need it"
+            ),
+        });
+    }
     let read_only = task.kind == TaskKind::Command && task.risk_tier == Some(RiskTier::L0Readonly);
     if read_only && attempts < MAX_RERUNS {
         return Next::Requeue { not_before: now };
@@ -135,7 +153,10 @@ impl ExecutionManager {
             // of them than claims means this claim's run never started — safe to queue again.
             let started =
                 store::audit::count_for_task(self.db(), &task.task_id, "action.started").await?;
-            let next = if started < attempts {
+            // An agent task runs several actions per claim; it resumes from its transcript.
+            let next = if task.kind == TaskKind::Agent {
+                after_interruption(&task, attempts, Timestamp::now())
+            } else if started < attempts {
                 after_launch_failure(
                     attempts,
                     "the worker stopped before the run started",

@@ -6,6 +6,7 @@
 //! own on the shared Postgres server (`AGENTICAI_TEST_POSTGRES_URL`). Tests named `postgres_*`
 //! always use Postgres.
 
+mod agent_loop;
 mod api_auth;
 mod api_bad_input;
 mod api_tasks;
