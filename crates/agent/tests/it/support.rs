@@ -77,6 +77,22 @@ impl Fixture {
             .0
     }
 
+    /// An agent task (a prompt) of the fixture's user.
+    pub async fn prompt(&self, prompt: &str) -> Task {
+        self.coord
+            .create_task(
+                &self.user,
+                NewTask {
+                    input: TaskInput::Prompt(prompt.to_owned()),
+                    environment: None,
+                    idempotency_key: None,
+                },
+            )
+            .await
+            .unwrap()
+            .0
+    }
+
     pub async fn task(&self, task: &Task) -> Task {
         store::tasks::get(self.db(), &task.task_id)
             .await
