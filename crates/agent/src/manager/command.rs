@@ -283,8 +283,7 @@ impl ExecutionManager {
             let (egress, secrets) = grants
                 .map(|g| (g.egress.clone(), g.secrets.clone()))
                 .unwrap_or_default();
-            let hash =
-                policy::binding::action_hash(command, action.environment, &egress, &secrets);
+            let hash = policy::binding::action_hash(command, action.environment, &egress, &secrets);
             if hash != binding.action_hash {
                 return Err(refuse(
                     "approval_mismatch",

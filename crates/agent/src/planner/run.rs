@@ -420,7 +420,9 @@ impl<'a> AgentRun<'a> {
         gated: &Gated,
     ) -> Result<(), Stopped> {
         let approval_id = Id::generate(IdKind::Approval).map_err(|e| {
-            Stopped::Store(StoreError::Conflict(format!("no randomness for an id: {e}")))
+            Stopped::Store(StoreError::Conflict(format!(
+                "no randomness for an id: {e}"
+            )))
         })?;
         let approval = NewApproval {
             action_hash: gated.action_hash(),
@@ -549,8 +551,7 @@ impl<'a> AgentRun<'a> {
         let mut tx = self.manager.db().begin().await?;
         audit::append_many(&mut tx, audits).await?;
         if let Some((tier, approval_id)) = action {
-            task_store::record_agent_action(&mut tx, &self.task.task_id, tier, approval_id)
-                .await?;
+            task_store::record_agent_action(&mut tx, &self.task.task_id, tier, approval_id).await?;
         }
         store::agent_transcripts::save(&mut tx, &self.task, &stored).await?;
         let mut appended = Vec::new();
@@ -627,9 +628,11 @@ impl<'a> AgentRun<'a> {
     }
 
     fn stored(&self) -> Result<store::agent_transcripts::Transcript, Stopped> {
-        self.state
-            .to_stored()
-            .map_err(|e| Stopped::Store(StoreError::Conflict(format!("cannot encode the transcript: {e}"))))
+        self.state.to_stored().map_err(|e| {
+            Stopped::Store(StoreError::Conflict(format!(
+                "cannot encode the transcript: {e}"
+            )))
+        })
     }
 
     /// Adds the time since the last tick to the task's active time.

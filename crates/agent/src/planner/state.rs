@@ -110,12 +110,7 @@ impl State {
     pub fn request(&self, system: String, tools: Vec<ToolSpec>, max_tokens: u32) -> ChatRequest {
         ChatRequest {
             system,
-            messages: self
-                .context
-                .iter()
-                .chain(&self.messages)
-                .cloned()
-                .collect(),
+            messages: self.context.iter().chain(&self.messages).cloned().collect(),
             tools,
             max_tokens,
         }

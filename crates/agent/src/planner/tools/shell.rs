@@ -149,10 +149,9 @@ async fn execute(
     };
     let manager = run.manager.clone();
     let outcome = match manager.prepare(&task, &action).await {
-        Err(Refusal::Fail(error)) => ToolOutcome::error(format!(
-            "Not run ({}): {}",
-            error.code, error.message
-        )),
+        Err(Refusal::Fail(error)) => {
+            ToolOutcome::error(format!("Not run ({}): {}", error.code, error.message))
+        }
         Err(Refusal::Store(e)) => return ToolOutcome::Stopped(Stopped::Store(e)),
         Ok(prepared) => match manager
             .execute(&task, &action, &prepared, run.cancel.clone())
@@ -229,10 +228,7 @@ fn tail(text: &str, max: usize) -> (&str, bool) {
     if count <= max {
         return (text, false);
     }
-    let start = text
-        .char_indices()
-        .nth(count - max)
-        .map_or(0, |(i, _)| i);
+    let start = text.char_indices().nth(count - max).map_or(0, |(i, _)| i);
     (&text[start..], true)
 }
 
