@@ -35,6 +35,27 @@ async fn delivered_containing(fake: &FakeBotApi, needle: &str) -> String {
     }
 }
 
+/// The Approve button's callback data of the first delivered approval request, and that
+/// message's id (the fake numbers delivered messages from 1001 in order).
+fn approve_button(fake: &FakeBotApi) -> (String, i64) {
+    let delivered = fake.delivered();
+    let (index, call) = delivered
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.body["text"].as_str().is_some_and(|t| t.contains("apr_")))
+        .expect("the approval request");
+    let approve = call.body["reply_markup"]["inline_keyboard"][0]
+        .as_array()
+        .and_then(|b| {
+            b.iter()
+                .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Approve")))
+        })
+        .and_then(|b| b["callback_data"].as_str())
+        .expect("an Approve button")
+        .to_owned();
+    (approve, 1001 + index as i64)
+}
+
 fn telegram_deployment(fake: &FakeBotApi) -> Deployment {
     Deployment::new()
         .with_workers(2)
@@ -233,24 +254,7 @@ async fn approval_buttons_in_chat_decide_like_the_api() {
     ));
     let request = delivered_containing(&fake, "apr_").await;
     assert!(request.contains("rm -rf build"), "{request}");
-    let delivered = fake.delivered();
-    let (index, call) = delivered
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.body["text"].as_str().is_some_and(|t| t.contains("apr_")))
-        .expect("the approval request");
-    let buttons = &call.body["reply_markup"]["inline_keyboard"][0];
-    let approve = buttons
-        .as_array()
-        .and_then(|b| {
-            b.iter()
-                .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Approve")))
-        })
-        .and_then(|b| b["callback_data"].as_str())
-        .expect("an Approve button")
-        .to_owned();
-    // The fake numbers delivered messages from 1001 in order.
-    let message_id = 1001 + index as i64;
+    let (approve, message_id) = approve_button(&fake);
 
     // A forged press by someone else: answered, nothing decided.
     fake.push_update(telegram::testing::callback_update(
@@ -330,26 +334,9 @@ async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
         "progress shows the command: {edits:#?} (accepted: {accepted})"
     );
 
-    let delivered = fake.delivered();
-    let (index, call) = delivered
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.body["text"].as_str().is_some_and(|t| t.contains("apr_")))
-        .expect("the approval request");
-    let approve = call.body["reply_markup"]["inline_keyboard"][0]
-        .as_array()
-        .and_then(|b| {
-            b.iter()
-                .find(|b| b["text"].as_str().is_some_and(|t| t.contains("Approve")))
-        })
-        .and_then(|b| b["callback_data"].as_str())
-        .expect("an Approve button")
-        .to_owned();
+    let (approve, message_id) = approve_button(&fake);
     fake.push_update(telegram::testing::callback_update(
-        3,
-        ADMIN_TG,
-        &approve,
-        1001 + index as i64,
+        3, ADMIN_TG, &approve, message_id,
     ));
     let answer = delivered_containing(&fake, "Disk").await;
     assert!(answer.contains("&lt;b&gt;Disk&lt;/b&gt;"), "{answer}");
