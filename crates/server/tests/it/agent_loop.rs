@@ -107,7 +107,7 @@ async fn decide(server: &Server, token: &str, approval_id: &str, decision: &str)
 /// Functional scenario 2 and security scenario 2 for the agent: a read, then a mutation that
 /// waits for approval; the worker lets go, and the task resumes from its saved transcript after
 /// the decision — here across a server restart.
-async fn reads_then_mutates_with_approval(format: WireFormat, restart: bool) {
+async fn reads_then_mutates_with_approval(format: WireFormat, dep: Deployment, restart: bool) {
     let llm = fake(format).await;
     llm.push(Reply::ToolCalls {
         text: Some("First I look at the disk.".into()),
@@ -115,7 +115,7 @@ async fn reads_then_mutates_with_approval(format: WireFormat, restart: bool) {
     });
     llm.push(shell("c2", "echo report > /workspace/report.txt"));
     llm.push(Reply::text("The disk is fine and report.txt is written."));
-    let (mut server, token) = start(&llm, Deployment::new()).await;
+    let (mut server, token) = start(&llm, dep).await;
 
     let task = ask(&server, &token, "check the disk and write a report").await;
     assert_eq!(task["kind"], "agent", "{task}");
@@ -201,17 +201,26 @@ async fn reads_then_mutates_with_approval(format: WireFormat, restart: bool) {
 
 #[tokio::test]
 async fn agent_reads_then_mutates_after_approval_openai() {
-    reads_then_mutates_with_approval(WireFormat::OpenAi, false).await;
+    reads_then_mutates_with_approval(WireFormat::OpenAi, Deployment::new(), false).await;
 }
 
 #[tokio::test]
 async fn agent_reads_then_mutates_after_approval_anthropic() {
-    reads_then_mutates_with_approval(WireFormat::Anthropic, false).await;
+    reads_then_mutates_with_approval(WireFormat::Anthropic, Deployment::new(), false).await;
 }
 
 #[tokio::test]
 async fn agent_resumes_after_approval_across_a_restart() {
-    reads_then_mutates_with_approval(WireFormat::OpenAi, true).await;
+    reads_then_mutates_with_approval(WireFormat::OpenAi, Deployment::new(), true).await;
+}
+
+/// The same on Postgres + Redis (the production setup).
+#[tokio::test]
+async fn agent_resumes_after_approval_across_a_restart_on_postgres_and_redis() {
+    let redis = std::env::var("AGENTICAI_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let dep = Deployment::postgres().var("AGENTICAI_REDIS_URL", &redis);
+    reads_then_mutates_with_approval(WireFormat::Anthropic, dep, true).await;
 }
 
 /// A denial is the tool's result: the model hears it and answers; nothing ran.
@@ -456,4 +465,49 @@ async fn cancel_while_planning_and_a_provider_that_is_down() {
     assert_eq!(done["error"]["code"], "llm_unavailable", "{done}");
     assert!(!done.to_string().contains(FAKE_LLM_KEY));
     assert!(!server.log_text().contains(FAKE_LLM_KEY));
+}
+
+/// Reliability scenario 1 for the agent: the server is killed while the model's command runs.
+/// After the restart the task resumes from its transcript; the command is not run again, and the
+/// model is told it was interrupted.
+#[tokio::test]
+async fn kill_9_during_an_agent_command_resumes_without_running_it_again() {
+    let llm = fake(WireFormat::OpenAi).await;
+    let marker = crate::support::random_suffix();
+    llm.push(shell("c1", &format!("sleep 20; echo {marker}")));
+    llm.push(Reply::text(
+        "The check was interrupted; run it again if needed.",
+    ));
+    let dep = Deployment::new().var("AGENTICAI_TASK_LEASE", "3s");
+    let (mut server, token) = start(&llm, dep).await;
+    let id = ask(&server, &token, "run the long check").await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually(SHORT, "the command started", || async {
+        (server.audit_of(&token, &id, "action.started").await.len() == 1).then_some(())
+    })
+    .await;
+    server.kill();
+    eventually(
+        Duration::from_secs(5),
+        "the sandbox dies with the server",
+        || async {
+            crate::support::processes_matching(&marker)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    server.restart().await;
+    let done = server.wait_finished(&token, &id, SHORT).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(
+        server.audit_of(&token, &id, "action.started").await.len(),
+        1,
+        "the interrupted command is not run again"
+    );
+    assert_eq!(llm.requests().len(), 2);
+    let told = sent(&llm, 1);
+    assert!(told.contains("server stopped"), "{told}");
 }
