@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use agent::llm::WireFormat;
+use agent::llm::testing::{FakeLlm, Reply};
 use serde_json::{Value, json};
 use telegram::testing::{FakeBotApi, text_update};
 
@@ -283,16 +285,16 @@ async fn approval_buttons_in_chat_decide_like_the_api() {
 /// request to the agent; the status message shows the plan and the commands; the mutating step
 /// arrives as an approval request with buttons; a press lets it run; the answer arrives escaped,
 /// with link previews off, so model output cannot render markup, links or remote images.
-#[tokio::test]
-async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
-    use agent::llm::WireFormat;
-    use agent::llm::testing::{FakeLlm, Reply};
-
-    let llm = FakeLlm::start(WireFormat::OpenAi, Some(crate::support::FAKE_LLM_KEY)).await;
-    llm.push(Reply::ToolCalls {
-        text: Some("First I look at the disk.".into()),
-        calls: vec![("c1".into(), "shell".into(), json!({"command": "df -h /"}))],
-    });
+async fn free_text_reaches_the_agent(format: WireFormat) {
+    let llm = FakeLlm::start(format, Some(crate::support::FAKE_LLM_KEY)).await;
+    // The model takes its time over the first step: chat must answer meanwhile.
+    llm.push(Reply::Delayed(
+        Duration::from_secs(3),
+        Box::new(Reply::ToolCalls {
+            text: Some("First I look at the disk.".into()),
+            calls: vec![("c1".into(), "shell".into(), json!({"command": "df -h /"}))],
+        }),
+    ));
     llm.push(Reply::tool_call(
         "c2",
         "shell",
@@ -317,6 +319,20 @@ async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
         "check the disk and write a report",
     ));
     let accepted = delivered_containing(&fake, "tsk_").await;
+    // Chat stays responsive while the agent plans: /status is answered before the first step.
+    fake.push_update(text_update(3, ADMIN_TG, "/status"));
+    let status = delivered_containing(&fake, "<b>Status</b>").await;
+    assert!(
+        status.contains("tsk_"),
+        "the running agent task is listed: {status}"
+    );
+    assert!(
+        !fake
+            .calls_to("editMessageText")
+            .iter()
+            .any(|b| b["text"].as_str().is_some_and(|t| t.contains("df -h"))),
+        "answered while the model was still thinking"
+    );
     let request = delivered_containing(&fake, "apr_").await;
     assert!(
         request.contains("echo ok &gt; /workspace/report.txt")
@@ -336,7 +352,7 @@ async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
 
     let (approve, message_id) = approve_button(&fake);
     fake.push_update(telegram::testing::callback_update(
-        3, ADMIN_TG, &approve, message_id,
+        4, ADMIN_TG, &approve, message_id,
     ));
     let answer = delivered_containing(&fake, "Disk").await;
     assert!(answer.contains("&lt;b&gt;Disk&lt;/b&gt;"), "{answer}");
@@ -353,4 +369,14 @@ async fn free_text_reaches_the_agent_which_asks_before_changing_anything() {
     let task = tasks.expect(200)["tasks"][0].clone();
     assert_eq!(task["status"], "SUCCEEDED", "{task}");
     assert_eq!(task["kind"], "agent");
+}
+
+#[tokio::test]
+async fn free_text_reaches_the_agent_which_asks_before_changing_anything_openai() {
+    free_text_reaches_the_agent(WireFormat::OpenAi).await;
+}
+
+#[tokio::test]
+async fn free_text_reaches_the_agent_which_asks_before_changing_anything_anthropic() {
+    free_text_reaches_the_agent(WireFormat::Anthropic).await;
 }
