@@ -26,6 +26,9 @@ use crate::manager::ExecutionManager;
 use crate::manager::recovery::{self, Next};
 use crate::manager::supervise::{Stop, Supervisor};
 
+/// Most tool calls of one model answer that are carried out; the rest are answered with an
+/// error, so one answer cannot fan out into unbounded actions.
+const MAX_CALLS_PER_ANSWER: usize = 8;
 /// Most characters of the model's text kept in an audit event.
 const AUDIT_TEXT_CHARS: usize = 2_000;
 
@@ -184,8 +187,8 @@ impl<'a> AgentRun<'a> {
             if let Some(stop) = self.stop_reason() {
                 return End::Stopped(Stopped::Stop(stop));
             }
-            if let Some(call) = self.state.pending_call() {
-                if let Err(stopped) = self.answer(&call).await {
+            if let Some((position, call)) = self.state.pending_call() {
+                if let Err(stopped) = self.answer(position, &call).await {
                     return End::Stopped(stopped);
                 }
                 if self.state.awaiting.is_some() {
@@ -201,9 +204,15 @@ impl<'a> AgentRun<'a> {
         }
     }
 
-    /// Answers one pending tool call (or leaves the task waiting for a person).
-    async fn answer(&mut self, call: &ToolCall) -> Result<(), Stopped> {
-        let outcome = if self.state.running.as_deref() == Some(call.id.as_str()) {
+    /// Answers one pending tool call, the `position`th of its answer (or leaves the task waiting
+    /// for a person).
+    async fn answer(&mut self, position: usize, call: &ToolCall) -> Result<(), Stopped> {
+        let outcome = if position >= MAX_CALLS_PER_ANSWER {
+            ToolOutcome::error(format!(
+                "Not done: at most {MAX_CALLS_PER_ANSWER} tool calls of one answer are carried \
+                 out; ask again for the rest after seeing these results."
+            ))
+        } else if self.state.running.as_deref() == Some(call.id.as_str()) {
             self.state.running = None;
             ToolOutcome::error(
                 "The server stopped while this command was running. It may or may not have \

@@ -84,8 +84,9 @@ impl State {
         Ok(state)
     }
 
-    /// The first tool call of the model's last answer that has no result yet.
-    pub fn pending_call(&self) -> Option<ToolCall> {
+    /// The first tool call of the model's last answer that has no result yet, with its position
+    /// in that answer.
+    pub fn pending_call(&self) -> Option<(usize, ToolCall)> {
         let last = self
             .messages
             .iter()
@@ -102,8 +103,9 @@ impl State {
             .collect();
         tool_calls
             .iter()
-            .find(|c| !answered.contains(&c.id.as_str()))
-            .cloned()
+            .enumerate()
+            .find(|(_, c)| !answered.contains(&c.id.as_str()))
+            .map(|(n, c)| (n, c.clone()))
     }
 
     /// The request for the next model call.
@@ -138,9 +140,15 @@ mod tests {
             text: None,
             tool_calls: vec![call("a"), call("b")],
         });
-        assert_eq!(state.pending_call().map(|c| c.id), Some("a".into()));
+        assert_eq!(
+            state.pending_call().map(|(n, c)| (n, c.id)),
+            Some((0, "a".into()))
+        );
         state.messages.push(ChatMessage::tool_result("a", "ok"));
-        assert_eq!(state.pending_call().map(|c| c.id), Some("b".into()));
+        assert_eq!(
+            state.pending_call().map(|(n, c)| (n, c.id)),
+            Some((1, "b".into()))
+        );
         state.messages.push(ChatMessage::tool_error("b", "denied"));
         assert_eq!(state.pending_call(), None);
     }

@@ -2,6 +2,7 @@
 //! with `AGENTICAI_TEST_DATABASE=postgres`). The sandbox itself is exercised in `executor`'s
 //! tests and end to end in `server`'s.
 
+mod agent_loop_guards;
 mod conversation_window;
 mod llm_anthropic;
 mod llm_common;

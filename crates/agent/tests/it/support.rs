@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use agent::planner::AgentSettings;
 use agent::{ExecutionManager, ManagerConfig};
 use coordinator::{Actor, Coordinator, NewTask};
 use domain::{Role, Task, TaskInput, User};
@@ -19,6 +20,11 @@ pub struct Fixture {
 impl Fixture {
     /// A manager without a sandbox (`sandbox_missing` is the reason tasks fail with).
     pub async fn new() -> Fixture {
+        Fixture::with_agent(None).await
+    }
+
+    /// The same, planning agent tasks with `agent` (the model and limits).
+    pub async fn with_agent(agent: Option<AgentSettings>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = store::testing::fresh_database(dir.path()).await;
         let bus = Bus::in_process();
@@ -38,7 +44,7 @@ impl Fixture {
             output_limit: 4096,
             limits: Limits::default(),
             runtime_dir: dir.path().join("run"),
-            agent: None,
+            agent,
         };
         let workspaces = Workspaces::new(dir.path().join("workspaces"), 1 << 30, None);
         let manager = ExecutionManager::new(
@@ -91,6 +97,27 @@ impl Fixture {
             .await
             .unwrap()
             .0
+    }
+
+    /// Runs the manager's workers until `task` is finished (at most 30 s); returns it.
+    pub async fn run_until_finished(&self, task: &Task) -> Task {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = tokio::spawn(self.manager.clone().run(stopped, Duration::from_secs(1)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let finished = loop {
+            let now = self.task(task).await;
+            if now.status.is_terminal() {
+                break now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not finished: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = stop.send(true);
+        let _ = workers.await;
+        finished
     }
 
     pub async fn task(&self, task: &Task) -> Task {

@@ -64,6 +64,12 @@ pub(crate) async fn call(run: &mut AgentRun<'_>, call: &ToolCall) -> ToolOutcome
         Ok(command) => command,
         Err(refusal) => return refusal,
     };
+    if command.len() > domain::MAX_INPUT_BYTES || command.contains('\0') {
+        return ToolOutcome::error(format!(
+            "Not run: a command must be at most {} KiB of text without NUL characters.",
+            domain::MAX_INPUT_BYTES / 1024
+        ));
+    }
     let gated = match run.decide(command).await {
         Ok(gated) => gated,
         Err(stopped) => return ToolOutcome::Stopped(stopped),
