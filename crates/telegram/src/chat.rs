@@ -222,9 +222,11 @@ impl Conversation {
     /// The result message of a finished task for its owner's linked chat (none when the owner
     /// has no Telegram): a command's output, or an agent's final answer as ordinary escaped text
     /// (see [`render::task_result`]), with the whole of it as a document when it does not fit.
-    /// Dedupe keys `res:{task_id}` and `res:{task_id}:doc`.
+    /// Dedupe keys `res:{task_id}` and `res:{task_id}:doc`. A task that was finished when it was
+    /// created (denied by the policy, or a prompt the scanner refused) gets none: the reply to
+    /// its message already said so.
     pub async fn result_messages(&self, task: &Task) -> Result<Vec<Outgoing>, HandleError> {
-        if !task.status.is_terminal() {
+        if !task.status.is_terminal() || task.updated_at == task.created_at {
             return Ok(Vec::new());
         }
         let Some(chat_id) = self

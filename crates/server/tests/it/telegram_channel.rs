@@ -37,6 +37,22 @@ async fn delivered_containing(fake: &FakeBotApi, needle: &str) -> String {
     }
 }
 
+/// Waits until the text of an `editMessageText` call contains `needle`; returns it.
+async fn edited_containing(fake: &FakeBotApi, needle: &str) -> String {
+    crate::support::eventually(
+        WITHIN,
+        &format!("an edit containing {needle:?}"),
+        || async {
+            fake.calls_to("editMessageText")
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .find(|t| t.contains(needle))
+                .map(str::to_owned)
+        },
+    )
+    .await
+}
+
 /// The Approve button's callback data of the first delivered approval request, and that
 /// message's id (the fake numbers delivered messages from 1001 in order).
 fn approve_button(fake: &FakeBotApi) -> (String, i64) {
@@ -339,16 +355,9 @@ async fn free_text_reaches_the_agent(format: WireFormat) {
             || request.contains("echo ok > /workspace/report.txt"),
         "{request}"
     );
-    // The status message was edited to show the plan and the read-only command.
-    let edits: Vec<String> = fake
-        .calls_to("editMessageText")
-        .iter()
-        .filter_map(|b| b["text"].as_str().map(str::to_owned))
-        .collect();
-    assert!(
-        edits.iter().any(|t| t.contains("df -h /")),
-        "progress shows the command: {edits:#?} (accepted: {accepted})"
-    );
+    // The status message is edited to show the plan and the read-only command.
+    let edit = edited_containing(&fake, "df -h /").await;
+    assert!(edit.contains("First I look at the disk."), "{edit}");
 
     let (approve, message_id) = approve_button(&fake);
     fake.push_update(telegram::testing::callback_update(

@@ -197,6 +197,9 @@ async fn the_result_message_shows_exit_code_and_escaped_output() {
         output: "<a href=\"https://evil\">x</a>\n".repeat(400),
         truncated: false,
     });
+    // Finished the moment it was created (denied, or a refused prompt): the reply said so.
+    assert!(fx.conv.result_messages(&task).await.unwrap().is_empty());
+    task.updated_at = domain::Timestamp::from_millis(task.created_at.as_millis() + 1500);
     let out = fx.conv.result_messages(&task).await.unwrap();
     assert_eq!(out.len(), 2, "message and document");
     assert_eq!(out[0].chat_id, 50);
