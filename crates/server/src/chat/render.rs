@@ -107,15 +107,18 @@ pub fn finished(task: &Task, answered: bool) -> Option<String> {
     }
 }
 
-/// A `status` event: a short line for the statuses on the way; the final one is left to
+/// A `status` event: RUNNING (the agent starts, or goes on after an approval), and any other
+/// status on the way that carries an error (a retry). WAITING_APPROVAL is told by the approval
+/// itself, the QUEUED that follows a decision says nothing new, and the final status is left to
 /// [`finished`], which has the whole task.
 fn status(data: &Value) -> Option<String> {
     let status: TaskStatus = text_of(data, "status")?.parse().ok()?;
-    if status.is_terminal() {
+    let error = data.get("error").filter(|e| e.is_object());
+    if status.is_terminal() || (status != TaskStatus::Running && error.is_none()) {
         return None;
     }
     let mut line = format!("• status: {status}");
-    if let Some(error) = data.get("error").filter(|e| e.is_object()) {
+    if let Some(error) = error {
         let message = text_of(error, "message").unwrap_or_default();
         let code = text_of(error, "code").unwrap_or_default();
         line.push_str(&format!(": {message} ({code})"));
@@ -123,7 +126,8 @@ fn status(data: &Value) -> Option<String> {
     Some(labelled("", &line))
 }
 
-/// A `tool_call` event: `$ command  [TIER, VERDICT]`, and why when it is not simply allowed.
+/// A `tool_call` event: `$ command  [TIER, VERDICT]`, and why when it is refused (the reasons
+/// for an approval come with the approval).
 fn tool_call(data: &Value) -> Option<String> {
     let tool = text_of(data, "tool")?;
     if tool == "reply" {
@@ -143,9 +147,8 @@ fn tool_call(data: &Value) -> Option<String> {
     } else {
         format!("{head}  [{}]", tags.join(", "))
     };
-    let verdict = text_of(data, "verdict");
     if let Some(rationale) = text_of(data, "rationale").filter(|r| !r.is_empty())
-        && verdict.as_deref() != Some("ALLOW")
+        && text_of(data, "verdict").as_deref() == Some("DENY")
     {
         text.push('\n');
         text.push_str(&labelled(&format!("{INDENT}why: "), &rationale));
@@ -272,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn shell_calls_show_command_tier_verdict_and_why_unless_allowed() {
+    fn shell_calls_show_command_tier_verdict_and_why_when_denied() {
         assert_eq!(
             lines(
                 "tool_call",
@@ -288,7 +291,16 @@ mod tests {
                        "risk_tier": "L1_MUTATING", "verdict": "REQUIRE_APPROVAL",
                        "rationale": "mutating"})
             ),
-            "$ touch /workspace/x  [L1_MUTATING, REQUIRE_APPROVAL]\n    why: mutating"
+            "$ touch /workspace/x  [L1_MUTATING, REQUIRE_APPROVAL]"
+        );
+        assert_eq!(
+            lines(
+                "tool_call",
+                json!({"step": 2, "tool": "shell", "command": "rm -rf /",
+                       "risk_tier": "L2_DESTRUCTIVE", "verdict": "DENY",
+                       "rationale": "never"})
+            ),
+            "$ rm -rf /  [L2_DESTRUCTIVE, DENY]\n    why: never"
         );
         assert_eq!(
             lines(
@@ -350,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn statuses_on_the_way_are_short_and_the_final_one_is_left_out() {
+    fn running_and_retries_are_shown_other_statuses_are_told_elsewhere() {
         assert_eq!(
             lines(
                 "status",
@@ -358,7 +370,19 @@ mod tests {
             ),
             "• status: RUNNING"
         );
-        assert_eq!(event("status", &json!({"status": "SUCCEEDED"})), None);
+        assert_eq!(
+            lines(
+                "status",
+                json!({"status": "QUEUED", "error": {"code": "worker_lost", "message": "retrying"}})
+            ),
+            "• status: QUEUED: retrying (worker_lost)"
+        );
+        for quiet in ["QUEUED", "WAITING_APPROVAL", "SUCCEEDED", "FAILED"] {
+            assert_eq!(
+                event("status", &json!({"status": quiet, "error": null})),
+                None
+            );
+        }
     }
 
     #[test]
