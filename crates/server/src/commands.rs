@@ -156,13 +156,3 @@ pub fn policy_scan(input: impl std::io::Read) -> Result<ExitCode, Failure> {
     let report = policy::scan::scan(&text, policy::scan::Source::ToolOutput);
     print_json(&serde_json::json!({"flagged": report.flagged, "reasons": report.reasons}))
 }
-
-/// A contract command whose capability arrives in a later wave: a clear refusal, exit 2.
-pub fn not_yet(command: &str, arrives_with: &str) -> Result<ExitCode, Failure> {
-    Err(Failure {
-        message: format!(
-            "`agenticai {command}` is not available in this version yet; it arrives with {arrives_with}"
-        ),
-        code: 2,
-    })
-}

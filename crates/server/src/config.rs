@@ -635,22 +635,8 @@ pub struct Settings {
     /// Capabilities switched on (`AGENTICAI_FEATURES`).
     pub features: Features,
     /// Client commands: the server's URL, without trailing `/` (`AGENTICAI_URL`).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "read by the Telegram channel and `agenticai chat` (later waves)"
-        )
-    )]
     pub url: String,
     /// Client commands: the API token (`AGENTICAI_TOKEN`).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "read by the Telegram channel and `agenticai chat` (later waves)"
-        )
-    )]
     pub token: Option<Secret>,
     /// How long running actions may finish after SIGINT/SIGTERM (`AGENTICAI_SHUTDOWN_GRACE`).
     pub shutdown_grace: Duration,

@@ -5,6 +5,7 @@
 
 mod audit_cmd;
 mod background;
+mod chat;
 mod cli;
 mod commands;
 mod config;
@@ -87,7 +88,7 @@ async fn dispatch(command: Command, settings: &Settings) -> Result<ExitCode, Fai
             commands::policy_explain(settings, &args).await
         }
         Command::Policy(PolicyCommand::Scan) => commands::policy_scan(std::io::stdin().lock()),
-        Command::Chat => commands::not_yet("chat", "the agent loop"),
+        Command::Chat => chat::run(settings).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod api_bad_input;
 mod api_tasks;
 mod api_users;
 mod audit_cli_api;
+mod chat_cli;
 mod cli_commands;
 mod config_errors;
 mod environments_secrets_api;

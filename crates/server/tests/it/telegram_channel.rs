@@ -334,7 +334,7 @@ async fn free_text_reaches_the_agent(format: WireFormat) {
         ADMIN_TG,
         "check the disk and write a report",
     ));
-    let accepted = delivered_containing(&fake, "tsk_").await;
+    delivered_containing(&fake, "tsk_").await;
     // Chat stays responsive while the agent plans: /status is answered before the first step.
     fake.push_update(text_update(3, ADMIN_TG, "/status"));
     let status = delivered_containing(&fake, "<b>Status</b>").await;
