@@ -16,12 +16,16 @@ impl Coordinator {
         environment: Option<&str>,
     ) -> Result<Gated> {
         let grants = match environment {
-            Some(name) => Some(store::environments::grants(&self.db, name).await?.ok_or_else(|| {
-                CoordError::invalid(
-                    "unknown_environment",
-                    format!("there is no environment named {name:?}"),
-                )
-            })?),
+            Some(name) => Some(
+                store::environments::grants(&self.db, name)
+                    .await?
+                    .ok_or_else(|| {
+                        CoordError::invalid(
+                            "unknown_environment",
+                            format!("there is no environment named {name:?}"),
+                        )
+                    })?,
+            ),
             None => None,
         };
         let org = store::policy::get(&self.db).await?;

@@ -10,8 +10,8 @@ use store::{Tx, users};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
-use policy::gate::{Explanation, Subject};
 use crate::identity::Actor;
+use policy::gate::{Explanation, Subject};
 
 /// An emergency control (CONTRACT.md `POST /v1/org/emergency`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]

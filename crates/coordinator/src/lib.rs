@@ -23,10 +23,10 @@ pub use environments::{
     EnvironmentSpec, is_environment_name, is_secret_name, normalize_egress, validate_environment,
 };
 pub use error::{CoordError, Result};
-pub use policy::gate::Explanation;
 pub use governance::{Emergency, EmergencyOutcome};
 pub use identity::{Actor, DEFAULT_CODE_TTL, MAX_CODE_TTL, OrgInit, UserPatch};
 pub use page::Page;
+pub use policy::gate::Explanation;
 pub use secrets::MAX_SECRET_BYTES;
 pub use tasks::{NewTask, TaskQuery};
 pub use telegram::{AwaitingApproval, ChatStatus, Redeemed, TelegramAccount};

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use domain::{
-    Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskError, TaskInput, TaskStatus, Timestamp,
-    User,
+    Id, IdKind, MAX_INPUT_BYTES, Role, Task, TaskError, TaskInput, TaskStatus, Timestamp, User,
 };
 use policy::decision::Verdict;
 use store::Tx;
@@ -15,8 +14,8 @@ use store::tasks::{self as task_store, StatusChange, TaskFilter, TaskRecord};
 
 use crate::Coordinator;
 use crate::error::{CoordError, Result};
-use policy::gate::{Gated, Subject};
 use crate::page::Page;
+use policy::gate::{Gated, Subject};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);

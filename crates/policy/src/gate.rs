@@ -157,7 +157,13 @@ impl Gated {
     }
 
     /// The approval to ask for this action (undecided, expiring after the org's TTL).
-    pub fn approval(&self, approval_id: Id, task_id: Id, requested_by: Id, now: Timestamp) -> Approval {
+    pub fn approval(
+        &self,
+        approval_id: Id,
+        task_id: Id,
+        requested_by: Id,
+        now: Timestamp,
+    ) -> Approval {
         Approval {
             approval_id,
             task_id,

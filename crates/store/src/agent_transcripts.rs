@@ -21,10 +21,11 @@ pub struct Transcript {
 
 /// The stored state of `task_id`, if any step was saved.
 pub async fn load(db: &Db, task_id: &Id) -> Result<Option<Transcript>> {
-    let row = sqlx::query("SELECT state, tainted, tokens FROM agent_transcripts WHERE task_id = $1")
-        .bind(task_id.as_str())
-        .fetch_optional(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT state, tainted, tokens FROM agent_transcripts WHERE task_id = $1")
+            .bind(task_id.as_str())
+            .fetch_optional(db.pool())
+            .await?;
     row.map(|row| {
         Ok(Transcript {
             state: row.try_get("state")?,
