@@ -511,3 +511,71 @@ async fn kill_9_during_an_agent_command_resumes_without_running_it_again() {
     let told = sent(&llm, 1);
     assert!(told.contains("server stopped"), "{told}");
 }
+
+/// Nothing secret leaves for the provider: a secret value typed in the request and printed by a
+/// command in the task's environment is redacted from every request to the model; the system
+/// prompt names the environment's secrets, never their values.
+#[tokio::test]
+async fn secret_values_never_reach_the_provider() {
+    const SECRET: &str = "tok-9f8e7d6c5b4a-agent";
+    let llm = fake(WireFormat::Anthropic).await;
+    llm.push(shell(
+        "c1",
+        "printenv API_TOKEN; cat /run/secrets/API_TOKEN",
+    ));
+    llm.push(Reply::text("Both show the token."));
+    let (server, token) = start(&llm, Deployment::new()).await;
+    let put = |path: &'static str, body: Value| {
+        let request = server
+            .request(reqwest::Method::PUT, path, Some(&token))
+            .json(&body);
+        server.send(request)
+    };
+    put("/v1/secrets/API_TOKEN", json!({ "value": SECRET }))
+        .await
+        .expect(200);
+    put(
+        "/v1/environments/staging",
+        json!({"egress": [], "secrets": ["API_TOKEN"], "description": "test"}),
+    )
+    .await
+    .expect(200);
+    let task = server
+        .post(
+            "/v1/tasks",
+            Some(&token),
+            &json!({
+                "prompt": format!("is {SECRET} the token in staging?"),
+                "environment": "staging"
+            }),
+        )
+        .await
+        .expect(202)
+        .clone();
+    let id = task["task_id"].as_str().unwrap();
+    // Reading secrets is classified above read-only: a person approves it.
+    let (_, approval) = waiting_approval(&server, &token, id).await;
+    decide(
+        &server,
+        &token,
+        approval["approval_id"].as_str().unwrap(),
+        "APPROVE",
+    )
+    .await;
+    let done = server.wait_finished(&token, id, SHORT).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(llm.requests().len(), 2);
+    for request in llm.requests() {
+        assert!(!request.raw.contains(SECRET), "{}", request.raw);
+    }
+    let first = sent(&llm, 0);
+    assert!(
+        first.contains("API_TOKEN") && first.contains("staging"),
+        "{first}"
+    );
+    assert!(
+        sent(&llm, 1).contains("[REDACTED:API_TOKEN]"),
+        "{}",
+        sent(&llm, 1)
+    );
+}
