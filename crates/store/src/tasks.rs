@@ -560,8 +560,10 @@ pub async fn record_agent_action(
     Ok(())
 }
 
-/// `user_id`'s finished agent tasks created before `before`, newest first, at most `limit`,
-/// each with whether untrusted content entered it: the conversation's earlier turns.
+/// `user_id`'s finished agent tasks created before `before` that were planned (they have a
+/// transcript: a request refused at creation, e.g. by the injection scanner, never is), newest
+/// first, at most `limit`, each with whether untrusted content entered it: the conversation's
+/// earlier turns.
 pub async fn recent_agent_turns(
     db: &Db,
     user_id: &Id,
@@ -571,8 +573,8 @@ pub async fn recent_agent_turns(
     let rows = sqlx::query(concat!(
         "SELECT ",
         task_columns_qualified!(),
-        ", COALESCE(a.tainted, 0) AS tainted
-         FROM tasks LEFT JOIN agent_transcripts a ON a.task_id = tasks.task_id
+        ", a.tainted AS tainted
+         FROM tasks JOIN agent_transcripts a ON a.task_id = tasks.task_id
          WHERE tasks.user_id = $1 AND tasks.kind = 'agent' AND tasks.created_at < $2
            AND tasks.status IN ('SUCCEEDED', 'FAILED', 'CANCELED', 'TIMED_OUT')
          ORDER BY tasks.created_at DESC, tasks.task_id DESC LIMIT $3"
