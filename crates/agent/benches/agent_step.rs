@@ -546,7 +546,12 @@ async fn parts(d: &Deployment, task_id: &Id) {
         .expect("a saved transcript");
     let subject = Subject::direct(d.user.role, d.user.bypass);
     let task_id = &task.task_id;
+    // Every write of the loop first checks that the worker still holds the task (one guarded
+    // UPDATE; here on a finished task it matches no row) and then saves the transcript.
     let save = async |tx: &mut store::Tx| {
+        store::tasks::hold_lease(tx, &task.task_id, "wrk-bench")
+            .await
+            .expect("lease check");
         store::agent_transcripts::save(tx, &task, &transcript)
             .await
             .expect("save");
@@ -605,9 +610,6 @@ async fn parts(d: &Deployment, task_id: &Id) {
 
         let mut tx = d.db.begin().await.expect("begin");
         audit(&mut tx, "action.decided", gated.audit_data()).await;
-        store::tasks::record_agent_action(&mut tx, task_id, gated.classification.tier, None)
-            .await
-            .expect("tier");
         save(&mut tx).await;
         let called = event(
             &mut tx,
@@ -627,6 +629,9 @@ async fn parts(d: &Deployment, task_id: &Id) {
         laps.lap(5);
 
         let mut tx = d.db.begin().await.expect("begin");
+        store::tasks::record_agent_action(&mut tx, task_id, Some(gated.classification.tier), None)
+            .await
+            .expect("tier");
         save(&mut tx).await;
         let result = event(
             &mut tx,

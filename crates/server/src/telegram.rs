@@ -17,7 +17,7 @@ use telegram::outgoing::Outgoing;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Feature, LlmProvider, Settings, TelegramMode};
+use crate::config::{Settings, TelegramMode};
 use crate::services::Services;
 
 /// How often the relays look for approvals awaiting an admin and for finished tasks.
@@ -73,7 +73,7 @@ pub async fn start(
         ChatConfig {
             bot_username,
             messages_per_minute: settings.telegram_messages_per_minute,
-            agent: agent_enabled(settings),
+            agent: settings.agent_enabled(),
         },
     );
     // Fix where result relaying starts before any update is handled (first start: now).
@@ -122,12 +122,6 @@ pub async fn start(
     };
     tracing::info!(mode = ?settings.telegram_mode, "telegram channel started");
     Ok(Some(Channel { webhook, tasks }))
-}
-
-/// Whether free text in chat starts an agent task: a language model is configured and the
-/// `agent` feature is on.
-fn agent_enabled(settings: &Settings) -> bool {
-    settings.llm_provider != LlmProvider::None && settings.feature_enabled(Feature::Agent)
 }
 
 /// Every [`RELAY_EVERY`]: notifies admins of approvals awaiting them, edits the status messages

@@ -15,21 +15,25 @@ pub struct Transcript {
     pub state: String,
     /// Untrusted content entered the task's context.
     pub tainted: bool,
+    /// The injection scanner flagged content in the task's context.
+    pub flagged: bool,
     /// Tokens used by the task so far (prompt and completion).
     pub tokens: i64,
 }
 
 /// The stored state of `task_id`, if any step was saved.
 pub async fn load(db: &Db, task_id: &Id) -> Result<Option<Transcript>> {
-    let row =
-        sqlx::query("SELECT state, tainted, tokens FROM agent_transcripts WHERE task_id = $1")
-            .bind(task_id.as_str())
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sqlx::query(
+        "SELECT state, tainted, flagged, tokens FROM agent_transcripts WHERE task_id = $1",
+    )
+    .bind(task_id.as_str())
+    .fetch_optional(db.pool())
+    .await?;
     row.map(|row| {
         Ok(Transcript {
             state: row.try_get("state")?,
             tainted: row.try_get::<i64, _>("tainted")? != 0,
+            flagged: row.try_get::<i64, _>("flagged")? != 0,
             tokens: row.try_get("tokens")?,
         })
     })
@@ -39,15 +43,17 @@ pub async fn load(db: &Db, task_id: &Id) -> Result<Option<Transcript>> {
 /// Saves the state of `task` (owned by its user) inside `tx`.
 pub async fn save(tx: &mut Tx, task: &Task, transcript: &Transcript) -> Result<()> {
     sqlx::query(
-        "INSERT INTO agent_transcripts (task_id, user_id, state, tainted, tokens, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO agent_transcripts
+            (task_id, user_id, state, tainted, flagged, tokens, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, tainted = excluded.tainted,
-            tokens = excluded.tokens, updated_at = excluded.updated_at",
+            flagged = excluded.flagged, tokens = excluded.tokens, updated_at = excluded.updated_at",
     )
     .bind(task.task_id.as_str())
     .bind(task.user_id.as_str())
     .bind(transcript.state.as_str())
     .bind(i64::from(transcript.tainted))
+    .bind(i64::from(transcript.flagged))
     .bind(transcript.tokens)
     .bind(Timestamp::now().as_millis())
     .execute(&mut **tx)

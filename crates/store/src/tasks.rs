@@ -535,24 +535,27 @@ pub async fn active_or_finished_since_with_key_prefix(
         .collect()
 }
 
-/// Records an agent task's latest action inside `tx`: its tier raises the task's `risk_tier`
-/// (the highest among the actions taken so far), and `approval_id` (when the action waits for
-/// one) becomes the task's approval.
+/// Records an agent task's latest action inside `tx`: the tier of an action that started raises
+/// the task's `risk_tier` (the highest among the actions taken so far), and `approval_id` (when
+/// an action waits for one) becomes the task's approval.
 pub async fn record_agent_action(
     tx: &mut Tx,
     task_id: &Id,
-    tier: RiskTier,
+    tier: Option<RiskTier>,
     approval_id: Option<&Id>,
 ) -> Result<()> {
     let current = get_in(tx, task_id)
         .await?
         .ok_or_else(|| StoreError::NotFound("task".to_owned()))?;
-    let highest = current.risk_tier.map_or(tier, |t| t.max(tier));
+    let highest = match (current.risk_tier, tier) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     sqlx::query(
         "UPDATE tasks SET risk_tier = $1, approval_id = COALESCE($2, approval_id)
          WHERE task_id = $3",
     )
-    .bind(highest.as_str())
+    .bind(highest.map(RiskTier::as_str))
     .bind(approval_id.map(Id::as_str))
     .bind(task_id.as_str())
     .execute(&mut **tx)
@@ -560,20 +563,46 @@ pub async fn record_agent_action(
     Ok(())
 }
 
+/// Whether `worker` still holds `task_id` (RUNNING under its lease), checked inside `tx` so the
+/// writes that follow in it belong to the holder (on Postgres the row stays locked until the
+/// commit). A worker whose lease was taken over, or whose task was cancelled, writes nothing.
+pub async fn hold_lease(tx: &mut Tx, task_id: &Id, worker: &str) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE tasks SET lease_owner = lease_owner
+         WHERE task_id = $1 AND status = 'RUNNING' AND lease_owner = $2",
+    )
+    .bind(task_id.as_str())
+    .bind(worker)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// An earlier turn of a user's conversation with the agent.
+#[derive(Debug, Clone)]
+pub struct AgentTurn {
+    /// The finished agent task: its request (`input`) and its answer or error.
+    pub task: Task,
+    /// Untrusted content entered it.
+    pub tainted: bool,
+    /// The injection scanner flagged content in it.
+    pub flagged: bool,
+}
+
 /// `user_id`'s finished agent tasks created before `before` that were planned (they have a
 /// transcript: a request refused at creation, e.g. by the injection scanner, never is), newest
-/// first, at most `limit`, each with whether untrusted content entered it: the conversation's
-/// earlier turns.
+/// first, at most `limit`: the conversation's earlier turns.
 pub async fn recent_agent_turns(
     db: &Db,
     user_id: &Id,
     before: Timestamp,
     limit: i64,
-) -> Result<Vec<(Task, bool)>> {
+) -> Result<Vec<AgentTurn>> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         task_columns_qualified!(),
-        ", a.tainted AS tainted
+        ", a.tainted AS tainted, a.flagged AS flagged
          FROM tasks JOIN agent_transcripts a ON a.task_id = tasks.task_id
          WHERE tasks.user_id = $1 AND tasks.kind = 'agent' AND tasks.created_at < $2
            AND tasks.status IN ('SUCCEEDED', 'FAILED', 'CANCELED', 'TIMED_OUT')
@@ -585,7 +614,13 @@ pub async fn recent_agent_turns(
     .fetch_all(db.pool())
     .await?;
     rows.iter()
-        .map(|row| Ok((row_to_task(row)?, row.try_get::<i64, _>("tainted")? != 0)))
+        .map(|row| {
+            Ok(AgentTurn {
+                task: row_to_task(row)?,
+                tainted: row.try_get::<i64, _>("tainted")? != 0,
+                flagged: row.try_get::<i64, _>("flagged")? != 0,
+            })
+        })
         .collect()
 }
 
@@ -656,14 +691,15 @@ pub async fn active_ids_of_user(tx: &mut Tx, user_id: &Id) -> Result<Vec<Id>> {
         .collect()
 }
 
-/// Non-terminal tasks of tier L1 or more, and running agent tasks (`cancel_risky_tasks`).
+/// Non-terminal tasks of tier L1 or more, and every non-terminal agent task — queued, running or
+/// waiting, an agent task may propose a change at its next step (`cancel_risky_tasks`).
 pub async fn risky_active_ids(tx: &mut Tx) -> Result<Vec<Id>> {
     ids(
         tx,
         "SELECT task_id FROM tasks
          WHERE status IN ('QUEUED', 'RUNNING', 'WAITING_APPROVAL')
            AND (risk_tier IN ('L1_MUTATING', 'L2_DESTRUCTIVE', 'L3_PRIVILEGED')
-                OR (kind = 'agent' AND status = 'RUNNING'))
+                OR kind = 'agent')
          ORDER BY created_at",
     )
     .await

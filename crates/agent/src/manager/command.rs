@@ -66,6 +66,9 @@ pub(crate) struct Action<'a> {
     pub environment: Option<&'a str>,
     /// The approval it runs under, when it needed one; verified and consumed before the start.
     pub approval_id: Option<&'a domain::Id>,
+    /// For an action allowed without approval, the binding hash (action, environment, grants)
+    /// it was allowed with: it runs only if what would run now hashes the same.
+    pub decided_hash: Option<&'a str>,
     /// Its tier, from the classifier.
     pub tier: RiskTier,
 }
@@ -78,6 +81,7 @@ impl<'a> Action<'a> {
             command: &task.input,
             environment: task.environment.as_deref(),
             approval_id: task.approval_id.as_ref(),
+            decided_hash: None,
             tier: task.risk_tier.unwrap_or(RiskTier::L3Privileged),
         }
     }
@@ -269,6 +273,17 @@ impl ExecutionManager {
         attempt: i64,
     ) -> Result<(), Refusal> {
         let command = action.command;
+        let (egress, secrets) = grants
+            .map(|g| (g.egress.clone(), g.secrets.clone()))
+            .unwrap_or_default();
+        let hash = policy::binding::action_hash(command, action.environment, &egress, &secrets);
+        if action.decided_hash.is_some_and(|decided| decided != hash) {
+            return Err(refuse(
+                "grants_changed",
+                "the environment's grants changed since this command was allowed; nothing was \
+                 run — propose it again to have it decided under the new grants",
+            ));
+        }
         let mut tx = self.db().begin().await?;
         if let Some(approval_id) = action.approval_id {
             let binding = store::approvals::binding(&mut tx, approval_id)
@@ -280,10 +295,6 @@ impl ExecutionManager {
                     "the task's approval was not granted",
                 ));
             }
-            let (egress, secrets) = grants
-                .map(|g| (g.egress.clone(), g.secrets.clone()))
-                .unwrap_or_default();
-            let hash = policy::binding::action_hash(command, action.environment, &egress, &secrets);
             if hash != binding.action_hash {
                 return Err(refuse(
                     "approval_mismatch",
@@ -318,13 +329,21 @@ impl ExecutionManager {
         Ok(())
     }
 
-    /// A redactor of the environment's secret values (for what is sent to the model). When they
-    /// cannot be decrypted no command can have used them either, so nothing is redacted then.
-    pub(crate) async fn redactor_for(&self, grants: Option<&Grants>) -> Redactor {
-        match self.secrets(grants).await {
-            Ok(secrets) => Redactor::new(&secrets),
-            Err(_) => Redactor::new(&[]),
-        }
+    /// A redactor of every secret value the server stores, for what is sent to the model: the
+    /// task's environment's, and any a user typed in an earlier turn of another environment.
+    /// Without a master key nothing can be decrypted — or injected — so there is nothing to
+    /// redact; a database error fails (the task is resumed later), never an empty redactor.
+    pub(crate) async fn provider_redactor(&self) -> Result<Redactor, store::StoreError> {
+        let Some(keyring) = self.inner.keyring.as_ref() else {
+            return Ok(Redactor::new(&[]));
+        };
+        let names: Vec<String> = store::secrets::list(self.db())
+            .await?
+            .into_iter()
+            .map(|meta| meta.name)
+            .collect();
+        let values = store::secrets::resolve(self.db(), keyring, &names).await?;
+        Ok(Redactor::new(&values))
     }
 
     /// The environment's secrets, decrypted for this run.

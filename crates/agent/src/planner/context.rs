@@ -17,29 +17,36 @@ use crate::llm::ChatMessage;
 /// Most earlier turns looked at.
 const MAX_TURNS: i64 = 20;
 
-/// The earlier turns of `task`'s user that fit in `budget` tokens (oldest first, as pairs of a
-/// user message and the agent's answer), and whether any of them was tainted.
-pub async fn earlier_turns(
-    db: &Db,
-    task: &Task,
-    budget: usize,
-) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+/// The earlier turns that go with a new request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// User/assistant pairs, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Any kept turn was tainted: the new task starts tainted.
+    pub tainted: bool,
+    /// The scanner flagged content in a kept turn: the new task starts flagged.
+    pub flagged: bool,
+}
+
+/// The earlier turns of `task`'s user that fit in `budget` tokens.
+pub async fn earlier_turns(db: &Db, task: &Task, budget: usize) -> Result<Window, StoreError> {
     let turns =
         store::tasks::recent_agent_turns(db, &task.user_id, task.created_at, MAX_TURNS).await?;
     let mut kept = Vec::new();
     let mut used = 0;
-    let mut tainted = false;
-    for (turn, turn_tainted) in &turns {
-        let answer = answer_of(turn);
-        let cost = estimate_tokens(&turn.input) + estimate_tokens(&answer);
+    let mut window = Window::default();
+    for turn in &turns {
+        let answer = answer_of(&turn.task);
+        let cost = estimate_tokens(&turn.task.input) + estimate_tokens(&answer);
         if used + cost > budget {
             break;
         }
         used += cost;
-        tainted |= *turn_tainted;
-        kept.push((turn.input.clone(), answer));
+        window.tainted |= turn.tainted;
+        window.flagged |= turn.flagged;
+        kept.push((turn.task.input.clone(), answer));
     }
-    let messages = kept
+    window.messages = kept
         .into_iter()
         .rev()
         .flat_map(|(request, answer)| {
@@ -52,7 +59,7 @@ pub async fn earlier_turns(
             ]
         })
         .collect();
-    Ok((messages, tainted))
+    Ok(window)
 }
 
 /// What the agent answered in a finished turn, or what became of it.

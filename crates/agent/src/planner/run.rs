@@ -47,6 +47,14 @@ impl From<StoreError> for Stopped {
     }
 }
 
+/// What became of a pending tool call.
+enum Answered {
+    /// Its result is saved.
+    Done,
+    /// The task now waits for a person.
+    Paused,
+}
+
 /// How a task left the worker.
 enum End {
     /// Finished (answered or failed) or waiting for a person: already recorded.
@@ -66,7 +74,7 @@ pub(crate) struct AgentRun<'a> {
     supervisor: Supervisor,
     /// The environment's grants (for the gate and the system prompt).
     grants: Option<EnvironmentGrants>,
-    /// The environment's secret values, redacted from everything sent to the model.
+    /// Every secret value the server stores, redacted from everything sent to the model.
     redactor: Redactor,
     /// When time was last added to the state's `active_ms`.
     clock: Instant,
@@ -146,11 +154,10 @@ impl<'a> AgentRun<'a> {
                 })
             })?,
             None => {
-                let (turns, tainted) =
-                    context::earlier_turns(db, &task, settings.limits.context_tokens)
-                        .await
-                        .map_err(Ok)?;
-                State::new(turns, tainted, &task.input)
+                let window = context::earlier_turns(db, &task, settings.limits.context_tokens)
+                    .await
+                    .map_err(Ok)?;
+                State::new(window, &task.input)
             }
         };
         let grants = match &task.environment {
@@ -167,7 +174,7 @@ impl<'a> AgentRun<'a> {
             ),
             None => None,
         };
-        let redactor = manager.redactor_for(grants.as_ref()).await;
+        let redactor = manager.provider_redactor().await.map_err(Ok)?;
         Ok(AgentRun {
             manager,
             settings,
@@ -188,13 +195,11 @@ impl<'a> AgentRun<'a> {
                 return End::Stopped(Stopped::Stop(stop));
             }
             if let Some((position, call)) = self.state.pending_call() {
-                if let Err(stopped) = self.answer(position, &call).await {
-                    return End::Stopped(stopped);
+                match self.answer(position, &call).await {
+                    Ok(Answered::Paused) => return End::Recorded,
+                    Ok(Answered::Done) => continue,
+                    Err(stopped) => return End::Stopped(stopped),
                 }
-                if self.state.awaiting.is_some() {
-                    return End::Recorded;
-                }
-                continue;
             }
             match self.next_step().await {
                 Ok(true) => continue,
@@ -206,7 +211,7 @@ impl<'a> AgentRun<'a> {
 
     /// Answers one pending tool call, the `position`th of its answer (or leaves the task waiting
     /// for a person).
-    async fn answer(&mut self, position: usize, call: &ToolCall) -> Result<(), Stopped> {
+    async fn answer(&mut self, position: usize, call: &ToolCall) -> Result<Answered, Stopped> {
         let outcome = if position >= MAX_CALLS_PER_ANSWER {
             ToolOutcome::error(format!(
                 "Not done: at most {MAX_CALLS_PER_ANSWER} tool calls of one answer are carried \
@@ -222,7 +227,7 @@ impl<'a> AgentRun<'a> {
             tools::call(self, call).await
         };
         match outcome {
-            ToolOutcome::Paused => Ok(()),
+            ToolOutcome::Paused => Ok(Answered::Paused),
             ToolOutcome::Stopped(stopped) => Err(stopped),
             ToolOutcome::Done {
                 content,
@@ -243,8 +248,13 @@ impl<'a> AgentRun<'a> {
                     "flagged": report.flagged,
                     "reasons": report.reasons,
                 });
-                self.commit(vec![("tool_result", event)], Vec::new(), None)
-                    .await
+                self.write(Write {
+                    events: vec![("tool_result", event)],
+                    tier: report.started,
+                    ..Write::default()
+                })
+                .await?;
+                Ok(Answered::Done)
             }
         }
     }
@@ -252,7 +262,7 @@ impl<'a> AgentRun<'a> {
     /// Asks the model for its next step. `Ok(true)`: go on; `Ok(false)`: the task ended.
     async fn next_step(&mut self) -> Result<bool, Stopped> {
         if let Some(error) = self.over_limit().await? {
-            self.end(TaskStatus::Failed, None, Some(error)).await?;
+            self.end(TaskStatus::Failed, None, error).await?;
             return Ok(false);
         }
         let response = match self.complete().await? {
@@ -269,7 +279,7 @@ impl<'a> AgentRun<'a> {
                     code: code.to_owned(),
                     message: e.to_string(),
                 };
-                self.end(TaskStatus::Failed, None, Some(error)).await?;
+                self.end(TaskStatus::Failed, None, error).await?;
                 return Ok(false);
             }
         };
@@ -284,8 +294,7 @@ impl<'a> AgentRun<'a> {
                     code: "model_refused".to_owned(),
                     message: "the model declined to answer".to_owned(),
                 };
-                self.end(TaskStatus::Failed, Some(audit), Some(error))
-                    .await?;
+                self.end(TaskStatus::Failed, Some(audit), error).await?;
                 return Ok(false);
             }
             let answer = response
@@ -298,8 +307,7 @@ impl<'a> AgentRun<'a> {
                 output: answer,
                 truncated: response.finish == Finish::MaxTokens,
             };
-            self.end(TaskStatus::Succeeded, Some(audit), Some(result))
-                .await?;
+            self.end(TaskStatus::Succeeded, Some(audit), result).await?;
             return Ok(false);
         }
         self.state.messages.push(ChatMessage::assistant(&response));
@@ -307,7 +315,12 @@ impl<'a> AgentRun<'a> {
             Some(text) => vec![("plan", json!({"step": step, "text": text}))],
             None => Vec::new(),
         };
-        self.commit(events, vec![audit], None).await?;
+        self.write(Write {
+            events,
+            audits: vec![audit],
+            ..Write::default()
+        })
+        .await?;
         Ok(true)
     }
 
@@ -387,9 +400,16 @@ impl<'a> AgentRun<'a> {
     }
 
     /// Decides `command` for this task as things are now: the user's role and bypass, the org
-    /// policy, the environment's grants, the task's taint and scanner flag.
-    pub async fn decide(&self, command: &str) -> Result<Gated, Stopped> {
+    /// policy, the environment's grants (read again), the task's taint and scanner flag.
+    pub async fn decide(&mut self, command: &str) -> Result<Gated, Stopped> {
         let db = self.manager.db();
+        // The grants as they are now (an environment deleted meanwhile keeps the last ones; the
+        // run is then refused with `unknown_environment`).
+        if let Some(name) = &self.task.environment
+            && let Some(fresh) = store::environments::grants(db, name).await?
+        {
+            self.grants = Some(fresh);
+        }
         let user = store::users::get(db, &self.task.user_id)
             .await?
             .ok_or_else(|| StoreError::NotFound("user".to_owned()))?;
@@ -409,15 +429,15 @@ impl<'a> AgentRun<'a> {
     }
 
     /// Records the decision on a call that runs now or is refused (`tool_call` event,
-    /// `action.decided` audit, the task's tier).
+    /// `action.decided` audit). The task's tier rises only when an action starts.
     pub async fn record_decision(&mut self, call: &ToolCall, gated: &Gated) -> Result<(), Stopped> {
         let task = self.task.clone();
         let event = self.call_event(call, gated);
-        self.commit(
-            vec![("tool_call", event)],
-            vec![decided_audit(&task, call, gated, self.state.steps)],
-            Some((gated.classification.tier, None)),
-        )
+        self.write(Write {
+            events: vec![("tool_call", event)],
+            audits: vec![decided_audit(&task, call, gated, self.state.steps)],
+            ..Write::default()
+        })
         .await
     }
 
@@ -449,10 +469,8 @@ impl<'a> AgentRun<'a> {
             command: gated.action.clone(),
             tier: gated.classification.tier,
         });
-        self.tick();
-        let stored = self.stored()?;
-        let task_id = &self.task.task_id;
-        let events = [
+        let task = self.task.clone();
+        let events = vec![
             ("tool_call", self.call_event(call, gated)),
             (
                 "approval",
@@ -465,40 +483,20 @@ impl<'a> AgentRun<'a> {
                 }),
             ),
         ];
-        let mut tx = self.manager.db().begin().await?;
-        audit::append(
-            &mut tx,
-            decided_audit(&self.task, call, gated, self.state.steps),
-        )
-        .await?;
-        store::approvals::ask(&mut tx, &approval).await?;
-        task_store::record_agent_action(
-            &mut tx,
-            task_id,
-            gated.classification.tier,
-            Some(&approval_id),
-        )
-        .await?;
-        let change = StatusChange {
-            reason: Some("approval_required".to_owned()),
-            ..StatusChange::default()
-        };
-        match task_store::set_status(&mut tx, task_id, TaskStatus::WaitingApproval, change, None)
-            .await
-        {
-            Ok(_) => {}
-            Err(SetStatusError::Store(e)) => return Err(e.into()),
-            // Cancelled meanwhile: nothing of this is kept.
-            Err(_) => return Err(Stopped::Stop(Stop::Canceled)),
-        }
-        store::agent_transcripts::save(&mut tx, &self.task, &stored).await?;
-        let mut appended = Vec::new();
-        for (kind, data) in events {
-            appended.push(store::task_events::append(&mut tx, task_id, kind, data).await?);
-        }
-        tx.commit().await?;
-        self.manager.publish(&appended).await;
-        Ok(())
+        self.write(Write {
+            events,
+            audits: vec![decided_audit(&task, call, gated, self.state.steps)],
+            approval: Some(&approval),
+            status: Some((
+                TaskStatus::WaitingApproval,
+                StatusChange {
+                    reason: Some("approval_required".to_owned()),
+                    ..StatusChange::default()
+                },
+            )),
+            ..Write::default()
+        })
+        .await
     }
 
     /// The decision on an approval this task waited for.
@@ -512,27 +510,26 @@ impl<'a> AgentRun<'a> {
         Ok(binding.and_then(|b| b.decision))
     }
 
-    /// Audits the scanner's findings on tool output (`tool_output.flagged`).
-    pub async fn audit_flagged(&self, report: &ScanReport) {
+    /// Audits the scanner's findings on tool output (`tool_output.flagged`), with the state.
+    pub async fn audit_flagged(&mut self, report: &ScanReport) -> Result<(), Stopped> {
         let data = json!({
             "source": "tool_output",
             "step": self.state.steps,
             "reasons": report.reasons,
             "categories": report.categories,
         });
-        if let Err(e) = self.commit_audit(data).await {
-            tracing::error!(task_id = %self.task.task_id, error = %e, "cannot audit flagged tool output");
-        }
+        self.audit("tool_output.flagged", data).await
     }
 
-    async fn commit_audit(&self, data: Value) -> Result<(), StoreError> {
-        let mut tx = self.manager.db().begin().await?;
-        audit::append(
-            &mut tx,
-            NewAuditEvent::new("tool_output.flagged", data).task(&self.task.task_id),
-        )
-        .await?;
-        tx.commit().await
+    /// Audits `kind` for this task, with the state, in one transaction.
+    pub async fn audit(&mut self, kind: &str, data: Value) -> Result<(), Stopped> {
+        let task = self.task.clone();
+        let event = NewAuditEvent::new(kind, data).task(&task.task_id);
+        self.write(Write {
+            audits: vec![event],
+            ..Write::default()
+        })
+        .await
     }
 
     /// Stores and publishes a task event (progress only; a lost one loses no outcome).
@@ -544,33 +541,7 @@ impl<'a> AgentRun<'a> {
 
     /// Saves the state.
     pub async fn save(&mut self) -> Result<(), Stopped> {
-        self.commit(Vec::new(), Vec::new(), None).await
-    }
-
-    /// Saves the state with `events`, `audits` and (optionally) the tier of an action and its
-    /// approval, in one transaction; publishes the events after the commit.
-    async fn commit(
-        &mut self,
-        events: Vec<(&str, Value)>,
-        audits: Vec<NewAuditEvent<'_>>,
-        action: Option<(domain::RiskTier, Option<&Id>)>,
-    ) -> Result<(), Stopped> {
-        self.tick();
-        let stored = self.stored()?;
-        let mut tx = self.manager.db().begin().await?;
-        audit::append_many(&mut tx, audits).await?;
-        if let Some((tier, approval_id)) = action {
-            task_store::record_agent_action(&mut tx, &self.task.task_id, tier, approval_id).await?;
-        }
-        store::agent_transcripts::save(&mut tx, &self.task, &stored).await?;
-        let mut appended = Vec::new();
-        for (kind, data) in events {
-            appended
-                .push(store::task_events::append(&mut tx, &self.task.task_id, kind, data).await?);
-        }
-        tx.commit().await?;
-        self.manager.publish(&appended).await;
-        Ok(())
+        self.write(Write::default()).await
     }
 
     /// Ends the task: SUCCEEDED with the answer, or FAILED with `error`.
@@ -578,41 +549,66 @@ impl<'a> AgentRun<'a> {
         &mut self,
         status: TaskStatus,
         plan: Option<NewAuditEvent<'_>>,
-        outcome: Option<impl Into<Ending>>,
+        outcome: impl Into<Ending>,
     ) -> Result<(), Stopped> {
+        let (result, error) = match outcome.into() {
+            Ending::Answer(result) => (Some(result), None),
+            Ending::Error(error) => (None, Some(error)),
+        };
+        let events = match &result {
+            Some(result) => vec![("answer", json!({"text": result.output}))],
+            None => Vec::new(),
+        };
+        let reason = error.as_ref().map(|e| e.code.clone());
+        self.write(Write {
+            events,
+            audits: plan.into_iter().collect(),
+            status: Some((
+                status,
+                StatusChange {
+                    result,
+                    error,
+                    reason,
+                    ..StatusChange::default()
+                },
+            )),
+            ..Write::default()
+        })
+        .await
+    }
+
+    /// Writes one step in one transaction — audit records, an approval asked for, the task's
+    /// tier and approval, a status change, the saved state, task events — if this worker still
+    /// holds the task (else nothing is written and the run stops: another worker took it over,
+    /// or it was cancelled); publishes the events after the commit.
+    async fn write(&mut self, step: Write<'_, '_>) -> Result<(), Stopped> {
         self.tick();
         let stored = self.stored()?;
-        let (result, error) = match outcome.map(Into::into) {
-            Some(Ending::Answer(result)) => (Some(result), None),
-            Some(Ending::Error(error)) => (None, Some(error)),
-            None => (None, None),
-        };
-        let mut events = Vec::new();
-        if let Some(result) = &result {
-            events.push(("answer", json!({"text": result.output})));
-        }
-        let reason = error.as_ref().map(|e| e.code.clone());
+        let task_id = self.task.task_id.clone();
         let mut tx = self.manager.db().begin().await?;
-        if let Some(plan) = plan {
-            audit::append(&mut tx, plan).await?;
+        if !task_store::hold_lease(&mut tx, &task_id, &self.manager.config().worker_id).await? {
+            return Err(Stopped::Stop(self.stop_reason().unwrap_or(Stop::LeaseLost)));
+        }
+        audit::append_many(&mut tx, step.audits).await?;
+        if let Some(approval) = step.approval {
+            store::approvals::ask(&mut tx, approval).await?;
+        }
+        if step.tier.is_some() || step.approval.is_some() {
+            let approval_id = step.approval.map(|a| &a.approval.approval_id);
+            task_store::record_agent_action(&mut tx, &task_id, step.tier, approval_id).await?;
+        }
+        if let Some((status, change)) = step.status {
+            match task_store::set_status(&mut tx, &task_id, status, change, None).await {
+                Ok(_) => {}
+                Err(SetStatusError::Store(e)) => return Err(e.into()),
+                // Cancelled meanwhile: the cancel stands, nothing of this is kept.
+                Err(_) => return Err(Stopped::Stop(Stop::Canceled)),
+            }
         }
         store::agent_transcripts::save(&mut tx, &self.task, &stored).await?;
         let mut appended = Vec::new();
-        for (kind, data) in events {
-            appended
-                .push(store::task_events::append(&mut tx, &self.task.task_id, kind, data).await?);
-        }
-        let change = StatusChange {
-            result,
-            error,
-            reason,
-            ..StatusChange::default()
-        };
-        match task_store::set_status(&mut tx, &self.task.task_id, status, change, None).await {
-            Ok(_) => {}
-            Err(SetStatusError::Store(e)) => return Err(e.into()),
-            // Cancelled meanwhile: the cancel stands.
-            Err(_) => return Err(Stopped::Stop(Stop::Canceled)),
+        for (kind, data) in step.events {
+            appended.push(store::task_events::append(&mut tx, &task_id, kind, data).await?);
         }
         tx.commit().await?;
         self.manager.publish(&appended).await;
@@ -653,6 +649,21 @@ impl<'a> AgentRun<'a> {
             .active_ms
             .saturating_add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
     }
+}
+
+/// What one step writes besides the state (see [`AgentRun::write`]).
+#[derive(Default)]
+struct Write<'e, 'a> {
+    /// Task events, published after the commit.
+    events: Vec<(&'static str, Value)>,
+    /// Audit records.
+    audits: Vec<NewAuditEvent<'a>>,
+    /// An approval asked for (it also becomes the task's approval).
+    approval: Option<&'e NewApproval>,
+    /// The tier of an action that started (raises the task's tier).
+    tier: Option<domain::RiskTier>,
+    /// A status change.
+    status: Option<(TaskStatus, StatusChange)>,
 }
 
 /// What a task ends with.

@@ -6,6 +6,7 @@ use domain::{Id, RiskTier};
 use serde::{Deserialize, Serialize};
 use store::agent_transcripts::Transcript;
 
+use super::context::Window;
 use crate::llm::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
 
 /// Version of the stored layout; a task saved by a newer layout is refused, not misread.
@@ -51,13 +52,14 @@ pub(crate) struct Awaiting {
 }
 
 impl State {
-    /// A new task's state: its earlier turns and the user's request.
-    pub fn new(context: Vec<ChatMessage>, tainted: bool, request: &str) -> State {
+    /// A new task's state: its earlier turns (with their taint and flag) and the user's request.
+    pub fn new(window: Window, request: &str) -> State {
         State {
             layout: LAYOUT,
-            context,
+            context: window.messages,
             messages: vec![ChatMessage::user(request)],
-            tainted,
+            tainted: window.tainted,
+            flagged: window.flagged,
             ..State::default()
         }
     }
@@ -67,6 +69,7 @@ impl State {
         Ok(Transcript {
             state: serde_json::to_string(self)?,
             tainted: self.tainted,
+            flagged: self.flagged,
             tokens: i64::try_from(self.tokens).unwrap_or(i64::MAX),
         })
     }
@@ -134,7 +137,7 @@ mod tests {
 
     #[test]
     fn pending_calls_are_answered_in_order() {
-        let mut state = State::new(Vec::new(), false, "hi");
+        let mut state = State::new(Window::default(), "hi");
         assert_eq!(state.pending_call(), None);
         state.messages.push(ChatMessage::Assistant {
             text: None,
@@ -155,7 +158,12 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_refuses_unknown_layouts() {
-        let mut state = State::new(vec![ChatMessage::user("earlier")], true, "now");
+        let window = Window {
+            messages: vec![ChatMessage::user("earlier")],
+            tainted: true,
+            ..Window::default()
+        };
+        let mut state = State::new(window, "now");
         state.running = Some("a".into());
         let stored = state.to_stored().unwrap();
         assert!(stored.tainted);

@@ -90,7 +90,14 @@ async fn malformed_and_unknown_tool_calls_are_reported_to_the_model() {
         .await
         .unwrap();
     assert_eq!(decided, 1);
-    assert_eq!(done.risk_tier, Some(domain::RiskTier::L0Readonly));
+    assert_eq!(
+        done.risk_tier, None,
+        "the task's tier counts actions taken, and none ran"
+    );
+    let refused = store::audit::count_for_task(f.db(), &task.task_id, "action.refused")
+        .await
+        .unwrap();
+    assert_eq!(refused, 1, "the refusal before the start is audited");
 }
 
 #[tokio::test]

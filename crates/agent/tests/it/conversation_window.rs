@@ -13,8 +13,9 @@ use store::tasks::StatusChange;
 
 use crate::support::Fixture;
 
-/// Finishes an agent task with `answer`, recording whether it was tainted.
+/// Finishes an agent task with `answer`, recording whether it was tainted (and flagged).
 async fn finish(f: &Fixture, task: &Task, answer: &str, tainted: bool) {
+    let flagged = tainted;
     let mut tx = f.db().begin().await.unwrap();
     store::tasks::set_status(
         &mut tx,
@@ -31,6 +32,7 @@ async fn finish(f: &Fixture, task: &Task, answer: &str, tainted: bool) {
         &Transcript {
             state: "{}".into(),
             tainted,
+            flagged,
             tokens: 10,
         },
     )
@@ -81,9 +83,9 @@ async fn the_window_keeps_the_newest_turns_within_budget_with_their_taint() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let now = f.prompt("the new request").await;
 
-    let (all, tainted) = earlier_turns(f.db(), &now, 10_000).await.unwrap();
+    let all = earlier_turns(f.db(), &now, 10_000).await.unwrap();
     assert_eq!(
-        texts(&all),
+        texts(&all.messages),
         [
             "user: first question",
             "agent: first answer",
@@ -92,20 +94,31 @@ async fn the_window_keeps_the_newest_turns_within_budget_with_their_taint() {
         ],
         "oldest first; the unfinished task and the refused request are left out"
     );
-    assert!(tainted, "a tainted turn in the window taints the new task");
-    assert!(!texts(&all).iter().any(|t| t.contains(&pending.input)));
+    assert!(
+        all.tainted,
+        "a tainted turn in the window taints the new task"
+    );
+    assert!(
+        all.flagged,
+        "a flagged turn in the window flags the new task"
+    );
+    assert!(
+        !texts(&all.messages)
+            .iter()
+            .any(|t| t.contains(&pending.input))
+    );
 
     // A budget for one turn keeps only the newest (untainted) one.
-    let (newest, tainted) = earlier_turns(f.db(), &now, 30).await.unwrap();
+    let newest = earlier_turns(f.db(), &now, 30).await.unwrap();
     assert_eq!(
-        texts(&newest),
+        texts(&newest.messages),
         ["user: second question", "agent: second answer"]
     );
-    assert!(!tainted);
+    assert!(!newest.tainted && !newest.flagged);
 
     // No budget: every request stands alone.
-    let (none, _) = earlier_turns(f.db(), &now, 0).await.unwrap();
-    assert!(none.is_empty());
+    let none = earlier_turns(f.db(), &now, 0).await.unwrap();
+    assert!(none.messages.is_empty());
 }
 
 #[tokio::test]

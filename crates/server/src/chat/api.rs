@@ -54,7 +54,7 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Unreachable(why) => f.write_str(why),
+            ApiError::Unreachable(why) => f.write_str(&sanitize(why)),
             ApiError::Unauthorized => f.write_str(
                 "the server refused the token (401): check AGENTICAI_TOKEN; \
                  `agenticai token create --user USER_ID` makes a new one",
@@ -64,7 +64,9 @@ impl fmt::Display for ApiError {
                 code,
                 message,
             } => write!(f, "{message} ({status} {code})"),
-            ApiError::Unexpected(why) => write!(f, "unexpected answer from the server: {why}"),
+            ApiError::Unexpected(why) => {
+                write!(f, "unexpected answer from the server: {}", sanitize(why))
+            }
         }
     }
 }

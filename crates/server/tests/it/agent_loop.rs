@@ -121,7 +121,9 @@ async fn reads_then_mutates_with_approval(format: WireFormat, dep: Deployment, r
     assert_eq!(task["kind"], "agent", "{task}");
     let id = task["task_id"].as_str().unwrap().to_owned();
     let (waiting, approval) = waiting_approval(&server, &token, &id).await;
-    assert_eq!(waiting["risk_tier"], "L1_MUTATING", "{waiting}");
+    // The task's tier is that of the actions it has taken: so far the read.
+    assert_eq!(waiting["risk_tier"], "L0_READONLY", "{waiting}");
+    assert_eq!(approval["risk_tier"], "L1_MUTATING", "{approval}");
     let approval_id = waiting["approval_id"].as_str().unwrap().to_owned();
     assert_eq!(approval["action"], "echo report > /workspace/report.txt");
     assert_eq!(
@@ -136,6 +138,7 @@ async fn reads_then_mutates_with_approval(format: WireFormat, dep: Deployment, r
     decide(&server, &token, &approval_id, "APPROVE").await;
     let done = server.wait_finished(&token, &id, SHORT).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["risk_tier"], "L1_MUTATING", "{done}");
     assert_eq!(
         done["result"]["output"],
         "The disk is fine and report.txt is written."
@@ -333,10 +336,24 @@ async fn injected_tool_output_cannot_use_bypass() {
             .contains("untrusted"),
         "{approval}"
     );
-    server
-        .post(&format!("/v1/tasks/{id}/cancel"), Some(&token), &json!({}))
+    // The emergency control stops the waiting agent task too.
+    let outcome = server
+        .post(
+            "/v1/org/emergency",
+            Some(&token),
+            &json!({"action": "cancel_risky_tasks"}),
+        )
         .await
-        .expect(200);
+        .expect(200)
+        .clone();
+    assert!(
+        outcome["canceled_task_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == id.as_str()),
+        "{outcome}"
+    );
 }
 
 /// A model that never stops calling tools is stopped by the step limit.

@@ -107,6 +107,52 @@ async fn an_expired_lease_is_found_again_and_a_live_one_is_not() {
     );
 }
 
+/// A worker writes for a task only while it holds it: not after another worker took the
+/// expired lease over, and not after the task left RUNNING.
+#[tokio::test]
+async fn only_the_lease_holder_may_write_for_a_running_task() {
+    let test_db = TestDb::default_backend().await;
+    let db = test_db.db.clone();
+    let alice = user(&db, "alice", Role::Member).await;
+    let task = queued_task(&db, &alice, "ls").await;
+    tasks::claim(&db, "slow", Duration::from_millis(1), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let holds = |worker: &'static str| {
+        let db = db.clone();
+        let id = task.task_id.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let held = tasks::hold_lease(&mut tx, &id, worker).await.unwrap();
+            tx.commit().await.unwrap();
+            held
+        }
+    };
+    assert!(holds("slow").await);
+    assert!(!holds("other").await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        tasks::take_over_expired(&db, &task.task_id, "recoverer")
+            .await
+            .unwrap()
+    );
+    assert!(!holds("slow").await, "the lease was taken over");
+    assert!(holds("recoverer").await);
+    let mut tx = db.begin().await.unwrap();
+    tasks::set_status(
+        &mut tx,
+        &task.task_id,
+        TaskStatus::Canceled,
+        StatusChange::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!holds("recoverer").await, "a cancelled task is nobody's");
+}
+
 #[tokio::test]
 async fn illegal_transitions_are_refused_and_terminal_states_are_final() {
     let test_db = TestDb::default_backend().await;

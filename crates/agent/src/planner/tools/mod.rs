@@ -42,6 +42,8 @@ pub(crate) struct ToolReport {
     pub flagged: bool,
     /// The scanner's findings.
     pub reasons: Vec<String>,
+    /// The tier of an action that started (it raises the task's tier).
+    pub started: Option<domain::RiskTier>,
 }
 
 impl ToolOutcome {

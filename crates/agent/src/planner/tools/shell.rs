@@ -94,7 +94,8 @@ pub(crate) async fn call(run: &mut AgentRun<'_>, call: &ToolCall) -> ToolOutcome
             if let Err(stopped) = run.record_decision(call, &gated).await {
                 return ToolOutcome::Stopped(stopped);
             }
-            execute(run, call, &gated.action, tier, None).await
+            let decided = gated.action_hash();
+            execute(run, call, &gated.action, tier, Binding::Decided(&decided)).await
         }
     }
 }
@@ -115,7 +116,7 @@ async fn resume(run: &mut AgentRun<'_>, call: &ToolCall, awaiting: Awaiting) -> 
                 call,
                 &awaiting.command,
                 awaiting.tier,
-                Some(&awaiting.approval_id),
+                Binding::Approval(&awaiting.approval_id),
             )
             .await
         }
@@ -138,7 +139,7 @@ async fn execute(
     call: &ToolCall,
     command: &str,
     tier: RiskTier,
-    approval_id: Option<&domain::Id>,
+    binding: Binding<'_>,
 ) -> ToolOutcome {
     // Recorded before the launch: if the server dies while the command runs, the resumed task
     // reports it as interrupted instead of running it again.
@@ -147,29 +148,51 @@ async fn execute(
         return ToolOutcome::Stopped(stopped);
     }
     let task = run.task.clone();
+    let (approval_id, decided_hash) = match binding {
+        Binding::Approval(id) => (Some(id), None),
+        Binding::Decided(hash) => (None, Some(hash)),
+    };
     let action = Action {
         command,
         environment: task.environment.as_deref(),
         approval_id,
+        decided_hash,
         tier,
     };
     let manager = run.manager.clone();
-    let outcome = match manager.prepare(&task, &action).await {
-        Err(Refusal::Fail(error)) => {
-            ToolOutcome::error(format!("Not run ({}): {}", error.code, error.message))
-        }
+    let (outcome, audit) = match manager.prepare(&task, &action).await {
+        Err(Refusal::Fail(error)) => (
+            ToolOutcome::error(format!("Not run ({}): {}", error.code, error.message)),
+            Some((
+                "action.refused",
+                json!({"action": command, "error_code": error.code, "message": error.message}),
+            )),
+        ),
         Err(Refusal::Store(e)) => return ToolOutcome::Stopped(Stopped::Store(e)),
         Ok(prepared) => match manager
             .execute(&task, &action, &prepared, run.cancel.clone())
             .await
         {
-            Ran::LaunchFailed(why) => ToolOutcome::error(format!(
-                "Not run: the sandbox failed to start ({why}); nothing ran."
-            )),
-            Ran::Broken(why) => ToolOutcome::error(format!(
-                "The sandbox failed while the command may have been running ({why}); it was not \
-                 run again — check its effects before trying again."
-            )),
+            Ran::LaunchFailed(why) => (
+                ToolOutcome::error(format!(
+                    "Not run: the sandbox failed to start ({why}); nothing ran."
+                )),
+                Some(("action.executed", json!({"launch_failed": why}))),
+            ),
+            Ran::Broken(why) => (
+                ToolOutcome::Done {
+                    content: format!(
+                        "The sandbox failed while the command may have been running ({why}); it \
+                         was not run again — check its effects before trying again."
+                    ),
+                    is_error: true,
+                    report: ToolReport {
+                        started: Some(tier),
+                        ..ToolReport::default()
+                    },
+                },
+                Some(("action.executed", json!({"sandbox_error": why}))),
+            ),
             Ran::Finished(outcome) => {
                 let stop = run.stop_reason();
                 manager
@@ -178,21 +201,37 @@ async fn execute(
                 if let Some(stop) = stop {
                     return ToolOutcome::Stopped(Stopped::Stop(stop));
                 }
-                finished(run, &outcome).await
+                (finished(run, &outcome, tier).await, None)
             }
         },
     };
     run.state.running = None;
+    if let Some((kind, data)) = audit
+        && let Err(stopped) = run.audit(kind, data).await
+    {
+        return ToolOutcome::Stopped(stopped);
+    }
     outcome
 }
 
+/// What a decided command runs under.
+#[derive(Debug, Clone, Copy)]
+enum Binding<'a> {
+    /// The approval a person granted (verified against the action's hash and consumed at start).
+    Approval(&'a domain::Id),
+    /// The hash of the action, environment and grants the gate allowed (verified at start).
+    Decided(&'a str),
+}
+
 /// A command that ran: taint, scan, and the result as the model sees it.
-async fn finished(run: &mut AgentRun<'_>, outcome: &Outcome) -> ToolOutcome {
+async fn finished(run: &mut AgentRun<'_>, outcome: &Outcome, tier: RiskTier) -> ToolOutcome {
     run.state.tainted = true;
     let report = scan::scan(&outcome.output, Source::ToolOutput);
     if report.flagged {
         run.state.flagged = true;
-        run.audit_flagged(&report).await;
+        if let Err(stopped) = run.audit_flagged(&report).await {
+            return ToolOutcome::Stopped(stopped);
+        }
     }
     let mut content = String::new();
     if outcome.timed_out {
@@ -224,6 +263,7 @@ async fn finished(run: &mut AgentRun<'_>, outcome: &Outcome) -> ToolOutcome {
             denied: false,
             flagged: report.flagged,
             reasons: report.reasons,
+            started: Some(tier),
         },
     }
 }
