@@ -137,6 +137,15 @@ impl ExecutionManager {
         }
     }
 
+    /// Whether the command task's claim number `attempts` never started its run: every run that
+    /// got past its checks audited `action.started` before launching, so fewer of them than
+    /// claims means this claim's did not.
+    async fn never_started(&self, task: &Task, attempts: i64) -> Result<bool, store::StoreError> {
+        let started =
+            store::audit::count_for_task(self.db(), &task.task_id, "action.started").await?;
+        Ok(started < attempts)
+    }
+
     /// Finds RUNNING tasks whose lease ran out (their worker died) and applies the contract.
     /// Safe in several processes at once: a task is taken over with a guarded update first.
     pub async fn recover_expired(&self) -> Result<usize, store::StoreError> {
@@ -149,14 +158,10 @@ impl ExecutionManager {
                 continue;
             }
             let attempts = task_store::attempts(self.db(), &task.task_id).await?;
-            // Every run that got past its checks audited `action.started` before launching; fewer
-            // of them than claims means this claim's run never started — safe to queue again.
-            let started =
-                store::audit::count_for_task(self.db(), &task.task_id, "action.started").await?;
-            // An agent task runs several actions per claim; it resumes from its transcript.
             let next = if task.kind == TaskKind::Agent {
+                // An agent task runs several actions per claim; it resumes from its transcript.
                 after_interruption(&task, attempts, Timestamp::now())
-            } else if started < attempts {
+            } else if self.never_started(&task, attempts).await? {
                 after_launch_failure(
                     attempts,
                     "the worker stopped before the run started",
